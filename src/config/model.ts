@@ -1,0 +1,75 @@
+/**
+ * The validated, resolved configuration the planner works on: sizes in bytes, durations in
+ * milliseconds, every policy key filled in (play policy over defaults, guest overrides over play).
+ * The raw shapes the user writes are in playbook.types.ts, generated from schemas/playbook.schema.json.
+ */
+
+/** Where a thing was declared, so later messages can point back at the file. */
+export interface SourceRef {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export type ZeroMode = "auto" | "trim" | "fill" | "none";
+export type ShutdownMode = "graceful" | "never";
+export type GuestOs = "linux" | "windows";
+
+/** Free space to leave in a guest while zero-filling: a share of the filesystem or a fixed size. */
+export type Reserve = { kind: "ratio"; ratio: number } | { kind: "bytes"; bytes: number };
+
+export interface ConvertPolicy {
+  format: "qcow2";
+  compress: boolean;
+  keepBackup: boolean;
+}
+
+export interface ReclaimPolicy {
+  /** Skip a disk that would give back fewer bytes than this. */
+  minReclaimableBytes: number;
+  /** ...or less than this share (0..1) of what it allocates now. */
+  minRatio: number;
+  zero: ZeroMode;
+  fillReserve: Reserve;
+  shutdown: ShutdownMode;
+  shutdownTimeoutMs: number;
+  convert: ConvertPolicy;
+}
+
+export interface GuestSsh {
+  host: string;
+  user?: string;
+  port?: number;
+}
+
+export interface GuestDisk {
+  /** Absolute path on the hypervisor. */
+  path: string;
+  source: SourceRef;
+}
+
+export interface Guest {
+  name: string;
+  /** The inventory host the guest lives on; absent: looked for on every host of the play. */
+  host?: string;
+  os: GuestOs;
+  ssh?: GuestSsh;
+  disks: GuestDisk[];
+  policy: ReclaimPolicy;
+  source: SourceRef;
+}
+
+export interface Play {
+  name: string;
+  /** Ansible host pattern, resolved against the inventory. */
+  hosts: string;
+  become: boolean;
+  policy: ReclaimPolicy;
+  guests: Guest[];
+  source: SourceRef;
+}
+
+export interface Playbook {
+  file: string;
+  plays: Play[];
+}

@@ -1,0 +1,49 @@
+/**
+ * The narrow interface every task and fact talks to. A transport runs argv (never a shell string
+ * assembled from data), reports the result as data and never prints.
+ */
+export interface CommandSpec {
+  /** Program and arguments. Implementations that need a shell (ssh) quote each element. */
+  argv: readonly string[];
+  /** Kill the command (on the remote side too) after this long. */
+  timeoutMs?: number;
+  /** Written to the command's standard input, then closed. */
+  stdin?: string;
+  /** Called with each chunk of output as it arrives, for progress. */
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface CommandResult {
+  argv: readonly string[];
+  /** null when the command was ended by a signal. */
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  timedOut: boolean;
+}
+
+export interface Transport {
+  /** The inventory host this transport reaches, for messages. */
+  readonly host: string;
+  run(spec: CommandSpec): Promise<CommandResult>;
+  close(): Promise<void>;
+}
+
+export function succeeded(result: CommandResult): boolean {
+  return result.exitCode === 0 && !result.timedOut;
+}
+
+/** A one-line account of a failed command, for error messages. */
+export function describeFailure(result: CommandResult): string {
+  const how = result.timedOut
+    ? "timed out"
+    : result.signal
+      ? `was killed by ${result.signal}`
+      : `exited with ${result.exitCode}`;
+  const detail = (result.stderr.trim() || result.stdout.trim()).split("\n").slice(-3).join(" / ");
+  return `${result.argv[0] ?? "command"} ${how}${detail ? `: ${detail}` : ""}`;
+}
