@@ -1,0 +1,98 @@
+/** `reclaim plan` and `reclaim apply`: read → validate → plan → (confirm) → apply → recap. */
+import { createInterface } from "node:readline/promises";
+import { CancelledError, UsageError } from "../../errors.js";
+import { hasChanges } from "../../plan/build.js";
+import type { Plan } from "../../plan/plan.js";
+import { EXIT, exitCodeOf } from "../../report/exit-code.js";
+import { createListrRenderer } from "../../report/listr-renderer.js";
+import { createPlainRenderer } from "../../report/plain-renderer.js";
+import { formatPlan } from "../../report/plan-text.js";
+import { formatRecap } from "../../report/recap-text.js";
+import type { Renderer } from "../../report/renderer.js";
+import { silentRenderer } from "../../report/renderer.js";
+import { executePlan } from "../../run/execute.js";
+import { closeAll, preparePlan } from "../../run/prepare.js";
+import type { RunResult } from "../../run/results.js";
+import { loadWorkspace } from "../../run/workspace.js";
+import { type CliIo, print } from "../io.js";
+
+export interface RunOptions {
+  inventory?: string;
+  playbooks: string[];
+  json: boolean;
+  forks: number;
+  signal?: AbortSignal;
+}
+
+export interface PlanOptions extends RunOptions {
+  detailedExitcode: boolean;
+}
+
+export interface ApplyOptions extends RunOptions {
+  yes: boolean;
+}
+
+export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
+  const workspace = await loadWorkspace(options.inventory, options.playbooks);
+  const prepared = await preparePlan({ ...workspace, forks: options.forks });
+  await closeAll(prepared.transports);
+  const { plan } = prepared;
+  print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+  if (plan.hosts.some((h) => h.unreachable)) return EXIT.unreachable;
+  if (options.detailedExitcode && hasChanges(plan)) return EXIT.changesPending;
+  return EXIT.ok;
+}
+
+export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<number> {
+  if (!options.yes && !io.interactive) {
+    throw new UsageError("apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)");
+  }
+  const workspace = await loadWorkspace(options.inventory, options.playbooks);
+  const prepared = await preparePlan({ ...workspace, forks: options.forks });
+  try {
+    const { plan } = prepared;
+    if (!options.json) print(io.stdout, formatPlan(plan));
+    if (!hasChanges(plan)) {
+      const result = await executePlan({ ...prepared, emit: () => {}, forks: options.forks, ...signalOf(options) });
+      report(io, options, plan, result, "No changes: nothing to apply.");
+      return exitCodeOf(result);
+    }
+    if (!options.yes) await confirm(io);
+    const renderer = chooseRenderer(io, options);
+    const result = await executePlan({ ...prepared, emit: (e) => renderer.onEvent(e), forks: options.forks, ...signalOf(options) });
+    await renderer.done();
+    report(io, options, plan, result);
+    if (options.signal?.aborted) return EXIT.interrupted;
+    return exitCodeOf(result);
+  } finally {
+    await closeAll(prepared.transports);
+  }
+}
+
+function signalOf(options: RunOptions): { signal?: AbortSignal } {
+  return options.signal ? { signal: options.signal } : {};
+}
+
+function chooseRenderer(io: CliIo, options: RunOptions): Renderer {
+  if (options.json) return silentRenderer;
+  return io.interactive ? createListrRenderer() : createPlainRenderer(io.stdout);
+}
+
+function report(io: CliIo, options: RunOptions, plan: Plan, result: RunResult, headline?: string): void {
+  if (options.json) {
+    print(io.stdout, JSON.stringify({ plan, result }, null, 2));
+    return;
+  }
+  if (headline) print(io.stdout, headline);
+  print(io.stdout, `\n${formatRecap(result)}`);
+}
+
+async function confirm(io: CliIo): Promise<void> {
+  const rl = createInterface({ input: io.stdin, output: io.stdout });
+  try {
+    const answer = await rl.question("\nApply this plan? Only 'yes' will be accepted: ");
+    if (answer.trim() !== "yes") throw new CancelledError("apply cancelled: nothing was changed");
+  } finally {
+    rl.close();
+  }
+}

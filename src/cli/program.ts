@@ -1,0 +1,136 @@
+/**
+ * The command line: commander parses, the command modules act and return an exit code.
+ * Nothing here exits the process; main.ts does, once.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { createRequire } from "node:module";
+import { formatDiagnostic, sortDiagnostics } from "../config/diagnostic.js";
+import { ConfigError, ReclaimError } from "../errors.js";
+import { EXIT } from "../report/exit-code.js";
+import { inventoryCommand } from "./commands/inventory.js";
+import { applyCommand, planCommand } from "./commands/run.js";
+import { schemaCommand } from "./commands/schema.js";
+import { validateCommand } from "./commands/validate.js";
+import { demoCommand } from "../demo/demo-command.js";
+import { type CliIo, print } from "./io.js";
+
+const DEFAULT_FORKS = 5;
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number of at least 1");
+  return n;
+}
+
+export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortSignal): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = new Command("reclaim")
+    .description("Give disk space back from KVM virtual machines, safely.")
+    .version(version)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showSuggestionAfterError(true);
+
+  const inventoryOption = () => new Option("-i, --inventory <file>", "Ansible inventory (YAML or INI); default: localhost only");
+  const forksOption = () => new Option("-f, --forks <n>", "hosts worked on in parallel").default(DEFAULT_FORKS).argParser(positiveInt);
+
+  program
+    .command("validate")
+    .description("check playbooks and inventory; report every problem as file:line:column")
+    .addOption(inventoryOption())
+    .argument("<playbook...>")
+    .action(async (playbooks: string[], o: { inventory?: string }) => {
+      code = await validateCommand({ ...inventoryOf(o), playbooks }, io);
+    });
+
+  program
+    .command("plan")
+    .description("show what apply would do, without changing anything")
+    .addOption(inventoryOption())
+    .addOption(forksOption())
+    .option("--json", "print the plan as JSON")
+    .option("--detailed-exitcode", "exit 2 when there are changes to apply, 0 when there are none (as Terraform)")
+    .argument("<playbook...>")
+    .action(async (playbooks: string[], o: { inventory?: string; forks: number; json?: boolean; detailedExitcode?: boolean }) => {
+      code = await planCommand(
+        { ...inventoryOf(o), playbooks, forks: o.forks, json: Boolean(o.json), detailedExitcode: Boolean(o.detailedExitcode), ...signalOf(signal) },
+        io,
+      );
+    });
+
+  program
+    .command("apply")
+    .description("plan, confirm, then reclaim: rewrite each qualifying image, verified, atomically")
+    .addOption(inventoryOption())
+    .addOption(forksOption())
+    .option("-y, --yes", "do not ask for confirmation (required when not at a terminal)")
+    .option("--check", "only show the plan (the same as `reclaim plan`)")
+    .option("--json", "print the plan and the results as JSON")
+    .argument("<playbook...>")
+    .action(async (playbooks: string[], o: { inventory?: string; forks: number; yes?: boolean; check?: boolean; json?: boolean }) => {
+      const common = { ...inventoryOf(o), playbooks, forks: o.forks, json: Boolean(o.json), ...signalOf(signal) };
+      code = o.check
+        ? await planCommand({ ...common, detailedExitcode: false }, io)
+        : await applyCommand({ ...common, yes: Boolean(o.yes) }, io);
+    });
+
+  program
+    .command("inventory")
+    .description("show the resolved inventory")
+    .addOption(inventoryOption())
+    .option("--list", "all hosts and groups with their variables, as JSON (like ansible-inventory --list)")
+    .action(async (o: { inventory?: string; list?: boolean }) => {
+      code = await inventoryCommand({ ...inventoryOf(o), list: Boolean(o.list) }, io);
+    });
+
+  program
+    .command("schema")
+    .description("print a JSON Schema (playbook or inventory)")
+    .argument("<name>", "playbook | inventory")
+    .action(async (name: string) => {
+      code = await schemaCommand(name, io);
+    });
+
+  program
+    .command("demo")
+    .description("build a bloated image in a temporary directory, plan, apply, and show a second run changes nothing")
+    .option("--keep", "keep the temporary directory to look at")
+    .action(async (o: { keep?: boolean }) => {
+      code = await demoCommand({ keep: Boolean(o.keep), ...signalOf(signal) }, io);
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return code;
+  } catch (error) {
+    return reportError(error, io);
+  }
+}
+
+function inventoryOf(o: { inventory?: string }): { inventory?: string } {
+  return o.inventory === undefined ? {} : { inventory: o.inventory };
+}
+
+function signalOf(signal: AbortSignal | undefined): { signal?: AbortSignal } {
+  return signal ? { signal } : {};
+}
+
+/** Every error ends here as a message and an exit code; a stack trace only for our own bugs. */
+export function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof CommanderError) {
+    if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return EXIT.ok;
+    return EXIT.usage; // commander has already printed the message
+  }
+  if (error instanceof ConfigError) {
+    for (const d of sortDiagnostics(error.diagnostics)) print(io.stderr, formatDiagnostic(d));
+    print(io.stderr, `reclaim: ${error.message}`);
+    return error.exitCode;
+  }
+  if (error instanceof ReclaimError) {
+    print(io.stderr, `reclaim: ${error.message}`);
+    return error.exitCode;
+  }
+  print(io.stderr, `reclaim: unexpected internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return EXIT.error;
+}

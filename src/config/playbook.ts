@@ -1,0 +1,304 @@
+/**
+ * Reads a playbook: YAML with positions, then schemas/playbook.schema.json, then the checks a
+ * schema cannot express, then resolution into the model (units parsed, policies merged). Every
+ * problem in the file is reported at once, each at its file:line:column.
+ */
+import { readFileSync } from "node:fs";
+import { posix } from "node:path";
+import type { ValidateFunction } from "ajv/dist/2020.js";
+import { ConfigError } from "../errors.js";
+import { type Diagnostic, sortDiagnostics } from "./diagnostic.js";
+import type { Guest, GuestDisk, GuestSsh, Play, Playbook, ReclaimPolicy, SourceRef } from "./model.js";
+import type * as Raw from "./playbook.types.js";
+import { checkSchema, compileSchema } from "./schema-check.js";
+import { formatBytes, parseDuration, parseRatio, parseReserve, parseSize } from "./units.js";
+import { diagnosticAt, locate, parseYaml, type SourceDocument, type YamlPath } from "./yaml-source.js";
+
+/** A resolved playbook and the document it came from, for positioning later diagnostics. */
+export interface LoadedPlaybook {
+  playbook: Playbook;
+  source: SourceDocument;
+}
+
+/** What a play gets for every policy key it leaves out; the schema's `default`s say the same. */
+export const DEFAULT_POLICY: ReclaimPolicy = {
+  minReclaimableBytes: 256 * 2 ** 20,
+  minRatio: 0.1,
+  zero: "auto",
+  fillReserve: { kind: "ratio", ratio: 0.05 },
+  shutdown: "never",
+  shutdownTimeoutMs: 5 * 60_000,
+  convert: { format: "qcow2", compress: false, keepBackup: false },
+};
+
+/** A policy value that matched the schema's shape but not its meaning (`min_ratio: 150%`). */
+export interface PolicyProblem {
+  key: keyof Raw.Policy;
+  /** Says what was expected and what was found, without naming the key. */
+  message: string;
+}
+
+/**
+ * Parse `text` (the contents of `file`) into a resolved playbook: play policy over
+ * DEFAULT_POLICY, guest keys over the play's policy (`convert` key by key).
+ * @throws ConfigError with every problem found, in position order; nothing else for bad input.
+ */
+export function loadPlaybook(file: string, text: string): LoadedPlaybook {
+  const source = parseYaml(file, text);
+  if (source.diagnostics.length > 0) throw new ConfigError(sortDiagnostics(source.diagnostics));
+  const shapeProblem = checkTopLevel(source);
+  if (shapeProblem) throw new ConfigError([shapeProblem]);
+
+  const schemaProblems = checkSchema(source, playbookValidator());
+  const diagnostics: Diagnostic[] = [];
+  const playbook = resolvePlaybook(source, diagnostics);
+  // One complaint per place: where the schema already objected, a second opinion is noise.
+  const taken = new Set(schemaProblems.map((d) => `${d.line}:${d.column}`));
+  const all = [...schemaProblems, ...diagnostics.filter((d) => !taken.has(`${d.line}:${d.column}`))];
+  if (all.length > 0) throw new ConfigError(sortDiagnostics(all));
+  return { playbook, source };
+}
+
+/**
+ * Overlay the policy keys present in `overrides` on `base`. A value that does not parse keeps the
+ * base value and is reported in `problems`; `convert` is merged key by key.
+ */
+export function resolvePolicy(
+  base: ReclaimPolicy,
+  overrides: Raw.Policy,
+): { policy: ReclaimPolicy; problems: PolicyProblem[] } {
+  const problems: PolicyProblem[] = [];
+  const read = <T>(key: keyof Raw.Policy, parse: (v: string | number) => T | undefined, expected: string) => {
+    const value: unknown = overrides[key];
+    if (value === undefined) return undefined;
+    const parsed = typeof value === "string" || typeof value === "number" ? parse(value) : undefined;
+    if (parsed === undefined) problems.push({ key, message: `${expected}, found ${describe(value)}` });
+    return parsed;
+  };
+  const convert = isRecord(overrides.convert) ? (overrides.convert as Raw.Convert) : {};
+  const policy: ReclaimPolicy = {
+    minReclaimableBytes: read("min_reclaimable", parseSize, SIZE_EXPECTED) ?? base.minReclaimableBytes,
+    minRatio: read("min_ratio", parseRatio, "expected a share between 0% and 100%, such as 10% or 0.1") ?? base.minRatio,
+    zero: overrides.zero ?? base.zero,
+    fillReserve:
+      read(
+        "fill_reserve",
+        parseReserve,
+        `expected a share between 0% and 100% (such as 5%) or a size with a unit (such as 2GiB) of at most ${MAX_SIZE}`,
+      ) ?? base.fillReserve,
+    shutdown: overrides.shutdown ?? base.shutdown,
+    shutdownTimeoutMs:
+      read("shutdown_timeout", parseDuration, "expected a duration such as 90s, 5m or 1h, of at most 2^53 ms") ??
+      base.shutdownTimeoutMs,
+    convert: {
+      format: convert.format ?? base.convert.format,
+      compress: convert.compress ?? base.convert.compress,
+      keepBackup: convert.keep_backup ?? base.convert.keepBackup,
+    },
+  };
+  return { policy, problems };
+}
+
+/**
+ * Check every play's `hosts` pattern with `check`, which returns an error message or undefined
+ * (the inventory's pattern matcher). Each message is positioned at the play's `hosts` value when
+ * `source` is given, else at the play.
+ */
+export function validateHostPatterns(
+  playbook: Playbook,
+  source: SourceDocument | undefined,
+  check: (pattern: string) => string | undefined,
+): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  playbook.plays.forEach((play, index) => {
+    const message = check(play.hosts);
+    if (message === undefined) return;
+    out.push(
+      source
+        ? diagnosticAt(source, [index, "hosts"], `hosts: ${message}`)
+        : { ...play.source, message: `hosts: ${message}` },
+    );
+  });
+  return sortDiagnostics(out);
+}
+
+const MAX_SIZE = formatBytes(Number.MAX_SAFE_INTEGER);
+const SIZE_EXPECTED = `expected a size such as 512MiB or 1.5G, of at most ${MAX_SIZE}`;
+
+let validator: ValidateFunction | undefined;
+
+/** The playbook schema, compiled once. It ships next to dist/ as it sits next to src/. */
+function playbookValidator(): ValidateFunction {
+  if (!validator) {
+    const url = new URL("../../schemas/playbook.schema.json", import.meta.url);
+    validator = compileSchema(JSON.parse(readFileSync(url, "utf8")) as object);
+  }
+  return validator;
+}
+
+/** The two mistakes that make every schema message beside the point. */
+function checkTopLevel(source: SourceDocument): Diagnostic | undefined {
+  const { value } = source;
+  if (source.doc.contents === null || value === null || value === undefined) {
+    return { file: source.file, line: 1, column: 1, message: "the playbook is empty: expected a list of plays" };
+  }
+  if (!Array.isArray(value)) {
+    return diagnosticAt(
+      source,
+      [],
+      `a playbook is a list of plays, found ${describe(value)}; start each play with '- '`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * The model for the parts of the document that have the right shape, collecting the problems
+ * only meaning reveals. Tolerates any shape: the caller discards the result when the schema failed.
+ */
+function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Playbook {
+  const plays = (source.value as unknown[]).flatMap((raw, index): Play[] => {
+    if (!isRecord(raw)) return [];
+    const play = raw as unknown as Raw.Play;
+    const at: YamlPath = [index];
+    const base = policyAt(source, [...at, "policy"], isRecord(play.policy) ? play.policy : {}, DEFAULT_POLICY, diagnostics);
+    const guests = Array.isArray(play.guests) ? play.guests : [];
+    const resolved = guests.map((guest, g) =>
+      isRecord(guest) ? resolveGuest(source, [...at, "guests", g], guest, base, diagnostics) : undefined,
+    );
+    checkDuplicates(source, [...at, "guests"], resolved, diagnostics);
+    return [
+      {
+        name: play.name,
+        hosts: play.hosts,
+        become: play.become ?? false,
+        policy: base,
+        guests: resolved.filter((guest) => guest !== undefined),
+        source: sourceRef(source, at),
+      },
+    ];
+  });
+  return { file: source.file, plays };
+}
+
+function policyAt(
+  source: SourceDocument,
+  at: YamlPath,
+  raw: Raw.Policy,
+  base: ReclaimPolicy,
+  diagnostics: Diagnostic[],
+): ReclaimPolicy {
+  const { policy, problems } = resolvePolicy(base, raw);
+  for (const p of problems) {
+    diagnostics.push(diagnosticAt(source, [...at, p.key], `${keyPath([...at, p.key])}${p.message}`));
+  }
+  return policy;
+}
+
+function resolveGuest(
+  source: SourceDocument,
+  at: YamlPath,
+  raw: Raw.Guest,
+  base: ReclaimPolicy,
+  diagnostics: Diagnostic[],
+): Guest {
+  const disks = (Array.isArray(raw.disks) ? (raw.disks as unknown[]) : []).flatMap((disk, d): GuestDisk[] => {
+    const path = typeof disk === "string" ? disk : isRecord(disk) ? disk.path : undefined;
+    if (typeof path !== "string") return [];
+    const diskAt: YamlPath = typeof disk === "string" ? [...at, "disks", d] : [...at, "disks", d, "path"];
+    const problem = diskPathProblem(path);
+    if (problem) diagnostics.push(diagnosticAt(source, diskAt, `${keyPath(diskAt)}${problem}, found ${describe(path)}`));
+    return [{ path: posix.normalize(path), source: sourceRef(source, diskAt) }];
+  });
+  const guest: Guest = {
+    name: raw.name,
+    os: raw.os ?? "linux",
+    disks,
+    policy: policyAt(source, at, raw, base, diagnostics),
+    source: sourceRef(source, at),
+  };
+  if (raw.host !== undefined) guest.host = raw.host;
+  if (isRecord(raw.ssh)) guest.ssh = resolveSsh(raw.ssh);
+  return guest;
+}
+
+function resolveSsh(raw: Raw.Ssh): GuestSsh {
+  const ssh: GuestSsh = { host: raw.host };
+  if (raw.user !== undefined) ssh.user = raw.user;
+  if (raw.port !== undefined) ssh.port = raw.port;
+  return ssh;
+}
+
+/** What the schema's `^/` cannot see in an absolute path. */
+function diskPathProblem(path: string): string | undefined {
+  if (!path.startsWith("/")) return undefined; // the schema reports it
+  if (/[\0\n\r]/.test(path)) return "a disk path must not contain a NUL or a line break";
+  if (path.split("/").includes("..")) return "a disk path must not contain '..' segments";
+  return undefined;
+}
+
+/**
+ * A guest is its name on its host, so a name or a disk may repeat in a play only between guests
+ * pinned to different hosts. Guests without `host` may be on any host of the play.
+ */
+function checkDuplicates(
+  source: SourceDocument,
+  at: YamlPath,
+  guests: readonly (Guest | undefined)[],
+  diagnostics: Diagnostic[],
+): void {
+  const sameHost = (a: Guest, b: Guest) => a.host === undefined || b.host === undefined || a.host === b.host;
+  const earlier: Guest[] = [];
+  guests.forEach((guest, g) => {
+    if (!guest) return;
+    const first = earlier.find((e) => typeof guest.name === "string" && e.name === guest.name && sameHost(e, guest));
+    if (first) {
+      diagnostics.push(
+        diagnosticAt(
+          source,
+          [...at, g, "name"],
+          `guest '${guest.name}' is declared twice in this play (first at line ${first.source.line})`,
+        ),
+      );
+    }
+    guest.disks.forEach((disk, d) => {
+      const twice = guest.disks.slice(0, d).find((other) => other.path === disk.path);
+      const shared = earlier.filter((e) => e !== first && sameHost(e, guest));
+      const owner = shared.find((e) => e.disks.some((other) => other.path === disk.path));
+      if (twice) {
+        diagnostics.push({
+          ...disk.source,
+          message: `disk ${disk.path} is listed twice for guest '${guest.name}' (first at line ${twice.source.line})`,
+        });
+      } else if (owner) {
+        const line = owner.disks.find((other) => other.path === disk.path)?.source.line;
+        diagnostics.push({
+          ...disk.source,
+          message: `disk ${disk.path} already belongs to guest '${owner.name}' (line ${line})`,
+        });
+      }
+    });
+    earlier.push(guest);
+  });
+}
+
+function sourceRef(source: SourceDocument, at: YamlPath): SourceRef {
+  return { file: source.file, ...locate(source, at) };
+}
+
+/** `guests.disks: `: the keys leading to a value, as the schema's messages name them. */
+function keyPath(path: YamlPath): string {
+  const named = path.filter((s): s is string => typeof s === "string");
+  return named.length > 0 ? `${named.join(".")}: ` : "";
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return "nothing";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

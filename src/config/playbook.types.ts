@@ -1,0 +1,161 @@
+/**
+ * The playbook as the user writes it, generated from schemas/playbook.schema.json by
+ * `npm run schema:types`: do not edit. test/unit/config/schema-types.test.ts fails when the two
+ * disagree. The resolved model (units parsed, policies merged) is in model.ts.
+ */
+
+/**
+ * A list of plays. Each play names the hypervisors it runs on (an inventory host pattern), a reclaim policy, and the guests whose disk images to shrink.
+ *
+ * @minItems 1
+ */
+export type PlaybookFile = [Play, ...Play[]];
+/**
+ * A disk image: its absolute path on the hypervisor, written directly or as `{ path: ... }`.
+ */
+export type Disk =
+  | string
+  | {
+      /**
+       * Absolute path of the image on the hypervisor.
+       */
+      path: string;
+    };
+
+/**
+ * One set of guests to reclaim on the hypervisors matched by `hosts`, under one policy.
+ */
+export interface Play {
+  /**
+   * What this play does, shown in the plan and the report.
+   */
+  name: string;
+  /**
+   * Inventory host pattern of the hypervisors to run on, as in Ansible: a host or group name, `all`, globs such as `kvm0*`, and `a:b`, `a:&b`, `a:!b` combinations.
+   */
+  hosts: string;
+  /**
+   * Run the hypervisor commands through sudo. Overrides the inventory's `ansible_become` for this play.
+   */
+  become?: boolean;
+  policy?: Policy;
+  /**
+   * The virtual machines whose disk images this play reclaims.
+   *
+   * @minItems 1
+   */
+  guests?: [Guest, ...Guest[]];
+}
+/**
+ * When a disk is worth reclaiming and how. Every key is optional and falls back to the default shown; a guest may override any key.
+ */
+export interface Policy {
+  /**
+   * Skip a disk that would give back less than this.
+   */
+  min_reclaimable?: number | string;
+  /**
+   * Skip a disk that would give back less than this share of what it allocates now.
+   */
+  min_ratio?: number | string;
+  /**
+   * How free space inside the guest is made visible to the image before it is rewritten.
+   */
+  zero?: "auto" | "trim" | "fill" | "none";
+  /**
+   * Free space left in the guest filesystem while zero-filling it.
+   */
+  fill_reserve?: number | string;
+  /**
+   * Whether a running guest may be shut down so its image can be rewritten.
+   */
+  shutdown?: "graceful" | "never";
+  /**
+   * How long to wait for a graceful shutdown before giving up on the guest.
+   */
+  shutdown_timeout?: number | string;
+  convert?: Convert;
+}
+/**
+ * How the image is rewritten once its free space is zeroed.
+ */
+export interface Convert {
+  /**
+   * Image format to write.
+   */
+  format?: "qcow2";
+  /**
+   * Compress the rewritten image (smaller, slower to write and to read).
+   */
+  compress?: boolean;
+  /**
+   * Keep the original image next to the new one after a verified rewrite.
+   */
+  keep_backup?: boolean;
+}
+/**
+ * A virtual machine and its disk images. Any policy key given here overrides the play's policy for this guest; `convert` is merged key by key, so keys left out keep the play's value.
+ */
+export interface Guest {
+  /**
+   * The libvirt domain name of the guest.
+   */
+  name: string;
+  /**
+   * The inventory host the guest lives on. Without it, the guest is looked for on every host of the play.
+   */
+  host?: string;
+  /**
+   * The guest's disk images on the hypervisor.
+   *
+   * @minItems 1
+   */
+  disks: [Disk, ...Disk[]];
+  /**
+   * The guest's operating system, which decides how free space is trimmed or zero-filled.
+   */
+  os?: "linux" | "windows";
+  ssh?: Ssh;
+  /**
+   * Overrides policy.min_reclaimable for this guest.
+   */
+  min_reclaimable?: number | string;
+  /**
+   * Overrides policy.min_ratio for this guest.
+   */
+  min_ratio?: number | string;
+  /**
+   * Overrides policy.zero for this guest.
+   */
+  zero?: "auto" | "trim" | "fill" | "none";
+  /**
+   * Overrides policy.fill_reserve for this guest.
+   */
+  fill_reserve?: number | string;
+  /**
+   * Overrides policy.shutdown for this guest.
+   */
+  shutdown?: "graceful" | "never";
+  /**
+   * Overrides policy.shutdown_timeout for this guest.
+   */
+  shutdown_timeout?: number | string;
+  convert?: Convert;
+}
+/**
+ * How to reach the guest itself over SSH, to trim or zero-fill its free space while it runs.
+ */
+export interface Ssh {
+  /**
+   * Address or name of the guest, as seen from the machine running reclaim.
+   */
+  host: string;
+  /**
+   * Login user; SSH's own default when left out.
+   */
+  user?: string;
+  /**
+   * SSH port.
+   */
+  port?: number;
+}

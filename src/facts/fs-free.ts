@@ -1,0 +1,21 @@
+/** Space available to an unprivileged writer on the filesystem holding a directory. */
+import type { Fact } from "./fact.js";
+import { describeFailure, type CommandResult } from "../transport/transport.js";
+
+export interface FsFree {
+  availableBytes: number;
+}
+
+export const fsFree: Fact<{ dir: string }, FsFree> = {
+  name: "free space",
+  argv: ({ dir }) => ["stat", "-f", "-c", "%a|%S|%T", "--", dir],
+  parse: parseFsFree,
+};
+
+export function parseFsFree(result: CommandResult): FsFree {
+  if (result.exitCode !== 0) throw new Error(describeFailure(result));
+  const [avail, blockSize] = result.stdout.trim().split("|");
+  const available = Number(avail) * Number(blockSize);
+  if (!Number.isFinite(available)) throw new Error(`unexpected stat -f output: ${result.stdout.trim()}`);
+  return { availableBytes: available };
+}

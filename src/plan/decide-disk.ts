@@ -1,0 +1,165 @@
+/**
+ * The heart of the planner, pure: from one disk's facts and its policy, what to do and why.
+ * Every refusal names the hazard it avoids, so the user can act on it.
+ */
+import type { ReclaimPolicy } from "../config/model.js";
+import { formatBytes } from "../config/units.js";
+import type { DiskFacts } from "../facts/disk.js";
+import { identityOf, parseJournal, sameIdentity, type Journal } from "../image/journal.js";
+import { imagePaths } from "../image/paths.js";
+import { qcow2CreateOptions } from "../image/create-options.js";
+import type { DiskPlan, Step } from "./plan.js";
+
+/** Room kept free on the host filesystem beyond what the new image needs. */
+export function freeSpaceMargin(required: number): number {
+  return Math.max(64 * 1024 * 1024, Math.ceil(required * 0.02));
+}
+
+export interface DiskInput {
+  host: string;
+  guest: string;
+  policy: ReclaimPolicy;
+  facts: DiskFacts;
+}
+
+export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan {
+  const base = { host, guest, path: facts.path, leftovers: [] as string[] };
+  const skip = (reason: string, extra: Partial<DiskPlan> = {}): DiskPlan => ({ ...base, action: "skip", reason, steps: [], ...extra });
+  const paths = imagePaths(facts.path);
+  const stat = facts.stat;
+
+  if (facts.tempInUse) return skip("another process is rewriting this image now (its temporary image is locked)");
+  if (!stat.exists) return skip("no such file on this host", { absent: true });
+  if (stat.type === "symlink") return skip("is a symbolic link: name the image's real path, so the rewrite replaces the image and not the link");
+  if (stat.type !== "file") return skip(`is a ${stat.type}, not an image file`);
+
+  const identity = identityOf(stat);
+  const journal = facts.journal.exists ? parseJournal(facts.journal.text) : undefined;
+
+  // An earlier run that got as far as a verified copy: finish it, or tidy up after a finished swap.
+  if (journal && !("unreadable" in journal) && journal.phase === "verified" && journal.converted) {
+    if (sameIdentity(identity, journal.converted) && !facts.temp.exists) {
+      return { ...base, action: "cleanup", reason: "an earlier run already replaced this image; its journal is removed", steps: [finishStep()], identity, leftovers: [paths.journal] };
+    }
+    if (facts.temp.exists && sameIdentity(identityOf(facts.temp), journal.converted) && sameIdentity(identity, journal.original) && !facts.inUse) {
+      return finishPlan(base, journal, identity);
+    }
+  }
+  const leftovers = [facts.temp.exists ? paths.temp : undefined, facts.journal.exists ? paths.journal : undefined].filter((p): p is string => p !== undefined);
+  const withLeftovers = (plan: DiskPlan): DiskPlan => {
+    if (leftovers.length === 0) return plan;
+    if (plan.action === "rewrite") {
+      return { ...plan, leftovers, steps: [removeLeftoversStep(leftovers), ...plan.steps] };
+    }
+    return {
+      ...plan,
+      action: "cleanup",
+      reason: `${plan.reason}; leftovers of an interrupted run are removed`,
+      leftovers,
+      steps: [removeLeftoversStep(leftovers)],
+    };
+  };
+
+  if (facts.error) return withLeftovers(skip(`cannot read the image: ${facts.error}`, { identity }));
+  const info = facts.info;
+  if (!info) return withLeftovers(skip("cannot read the image", { identity }));
+  const described = { identity, virtualSize: info.virtualSize };
+  if (facts.inUse) return withLeftovers(skip(`in use by a running process (${facts.inUse.message}); a running VM's image is never rewritten`, described));
+  if (stat.links > 1) return withLeftovers(skip(`has ${stat.links} hard links; a rewrite would split them`, described));
+  if (info.format !== "qcow2") return withLeftovers(skip(`format ${info.format}: only qcow2 images are rewritten (the VM's definition names the format)`, described));
+  if (info.encrypted) return withLeftovers(skip("is encrypted: a rewrite without the key would come out unencrypted", described));
+  if (info.snapshots.length > 0) return withLeftovers(skip(`has internal snapshots (${info.snapshots.join(", ")}), which a rewrite would drop`, described));
+  if (info.backingFile) return withLeftovers(skip(`has a backing file (${info.backingFile}); a rewrite would flatten the chain`, described));
+  if (info.externalDataFile) return withLeftovers(skip(`keeps its data in an external file (${info.externalDataFile})`, described));
+  if (info.corrupt) return withLeftovers(skip("is marked corrupt: repair it with qemu-img check -r first", described));
+  if (info.dirty) return withLeftovers(skip("has its dirty flag set (lazy refcounts after a crash): run qemu-img check -r leaks first", described));
+  if (!facts.measure) return withLeftovers(skip("cannot measure the image", described));
+
+  const after = facts.measure.required + facts.measure.bitmaps;
+  const before = stat.allocated;
+  const reclaim = Math.max(0, before - after);
+  const estimate = {
+    allocatedBefore: before,
+    allocatedAfter: Math.min(after, before),
+    reclaim,
+    method: "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
+  };
+  const ratio = before === 0 ? 0 : reclaim / before;
+  if (reclaim < policy.minReclaimableBytes || ratio < policy.minRatio) {
+    const why =
+      reclaim < policy.minReclaimableBytes
+        ? `below min_reclaimable ${formatBytes(policy.minReclaimableBytes)}`
+        : `below min_ratio ${percent(policy.minRatio)}`;
+    return withLeftovers({ ...base, ...described, action: "ok", reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)}), ${why}`, steps: [], estimate });
+  }
+  const needed = after + freeSpaceMargin(after);
+  if (facts.free && facts.free.availableBytes + reclaimableByLeftovers(facts) < needed) {
+    return withLeftovers(
+      skip(`not enough free space in ${paths.dir}: the new image needs up to ${formatBytes(needed)} (with margin), ${formatBytes(facts.free.availableBytes)} is free`, { ...described, estimate }),
+    );
+  }
+  const convert = {
+    sourceFormat: info.format,
+    targetFormat: "qcow2" as const,
+    options: qcow2CreateOptions(info.options),
+    bitmaps: info.bitmaps.length > 0,
+    compress: policy.convert.compress,
+    keepBackup: policy.convert.keepBackup,
+  };
+  return withLeftovers({
+    ...base,
+    ...described,
+    action: "rewrite",
+    reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)})`,
+    estimate,
+    convert,
+    steps: rewriteSteps(paths.temp, convert.keepBackup),
+  });
+}
+
+function finishPlan(base: { host: string; guest: string; path: string; leftovers: string[] }, journal: Journal, identity: DiskPlan["identity"]): DiskPlan {
+  const steps: Step[] = [];
+  if (journal.backup) steps.push({ kind: "keep-backup", description: "keep the original as a hard link beside it" });
+  steps.push(swapStep(), finishStep());
+  return {
+    ...base,
+    action: "finish",
+    reason: "an interrupted run left a verified rewrite; only the swap is left",
+    steps,
+    ...(identity ? { identity } : {}),
+    ...(journal.backup ? { backup: journal.backup } : {}),
+  };
+}
+
+function rewriteSteps(temp: string, keepBackup: boolean): Step[] {
+  return [
+    { kind: "convert", description: `qemu-img convert into ${temp}` },
+    { kind: "copy-attributes", description: "copy owner, group, mode and extended attributes from the original" },
+    { kind: "flush", description: "flush the new image to disk (convert itself does not)" },
+    { kind: "verify", description: "qemu-img compare with the original, qemu-img check, same size and options" },
+    ...(keepBackup ? [{ kind: "keep-backup" as const, description: "keep the original as a hard link beside it" }] : []),
+    swapStep(),
+    finishStep(),
+  ];
+}
+
+function swapStep(): Step {
+  return { kind: "swap", description: "check the image is not in use, then rename the new image over it atomically" };
+}
+
+function finishStep(): Step {
+  return { kind: "finish-journal", description: "flush the directory and remove the journal" };
+}
+
+function removeLeftoversStep(leftovers: readonly string[]): Step {
+  return { kind: "remove-leftovers", description: `remove leftovers of an interrupted run: ${leftovers.join(", ")}` };
+}
+
+/** A stale temporary image is removed before converting, so its space counts as free. */
+function reclaimableByLeftovers(facts: DiskFacts): number {
+  return facts.temp.exists ? facts.temp.allocated : 0;
+}
+
+function percent(ratio: number): string {
+  return `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)}%`;
+}

@@ -1,0 +1,103 @@
+/**
+ * The plan: plain, serialisable data made by a pure function from the configuration and the facts.
+ * It says, per host, guest and disk, what will be done in which order and why, or why not.
+ */
+import type { FileIdentity } from "../image/journal.js";
+
+export const PLAN_VERSION = 1;
+
+export type StepKind =
+  | "remove-leftovers"
+  | "convert"
+  | "flush"
+  | "verify"
+  | "copy-attributes"
+  | "keep-backup"
+  | "swap"
+  | "finish-journal";
+
+export interface Step {
+  kind: StepKind;
+  /** One line a person reads in the plan. */
+  description: string;
+}
+
+/**
+ * rewrite: convert, verify, swap.  finish: a verified rewrite from an interrupted run only needs
+ * its swap.  cleanup: only leftovers of an interrupted run to remove.  ok: nothing to gain.
+ * skip: refused for safety or by policy (the reason says which).
+ */
+export type DiskAction = "rewrite" | "finish" | "cleanup" | "ok" | "skip";
+
+export interface ConvertSpec {
+  sourceFormat: string;
+  targetFormat: "qcow2";
+  options: string[];
+  bitmaps: boolean;
+  compress: boolean;
+  keepBackup: boolean;
+}
+
+export interface DiskEstimate {
+  /** Bytes the image file allocates on the host now. */
+  allocatedBefore: number;
+  /** Upper bound of what it will allocate after the rewrite. */
+  allocatedAfter: number;
+  reclaim: number;
+  /** How the estimate was made, in words. */
+  method: string;
+}
+
+export interface DiskPlan {
+  host: string;
+  guest: string;
+  path: string;
+  action: DiskAction;
+  reason: string;
+  steps: Step[];
+  estimate?: DiskEstimate;
+  virtualSize?: number;
+  convert?: ConvertSpec;
+  /** The image the plan was made from; apply refuses to act on a different one. */
+  identity?: FileIdentity;
+  /** Leftovers of an earlier run that apply removes first. */
+  leftovers: string[];
+  /** The image does not exist on this host (a guest listed for several hosts lives on one). */
+  absent?: boolean;
+  /** For a finish: where the interrupted run meant to keep the original. */
+  backup?: string;
+}
+
+export interface GuestPlan {
+  name: string;
+  play: string;
+  /** Things said about the guest as a whole (guest-side steps, absence from a host). */
+  notes: string[];
+  disks: DiskPlan[];
+}
+
+export interface HostPlan {
+  host: string;
+  /** Set when facts could not be gathered from the host at all. */
+  unreachable?: string;
+  guests: GuestPlan[];
+}
+
+export interface PlanTotals {
+  disksToRewrite: number;
+  disksOk: number;
+  disksSkipped: number;
+  estimatedReclaim: number;
+}
+
+export interface Plan {
+  version: typeof PLAN_VERSION;
+  createdAt: string;
+  hosts: HostPlan[];
+  totals: PlanTotals;
+}
+
+/** Actions that change something on the host. */
+export function isChange(action: DiskAction): boolean {
+  return action === "rewrite" || action === "finish" || action === "cleanup";
+}

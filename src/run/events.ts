@@ -1,0 +1,23 @@
+/**
+ * What the executor tells the world while it works. Renderers (listr2, plain lines, JSON) are
+ * adapters that consume these; the core never prints.
+ */
+import type { DiskPlan, Plan, StepKind } from "../plan/plan.js";
+import type { DiskResult, RunResult } from "./results.js";
+
+export interface DiskRef {
+  host: string;
+  guest: string;
+  path: string;
+}
+
+export type RunEvent =
+  | { type: "run-start"; plan: Plan }
+  | { type: "disk-start"; disk: DiskRef; plan: DiskPlan }
+  | { type: "step-start"; disk: DiskRef; step: StepKind; description: string }
+  | { type: "step-progress"; disk: DiskRef; step: StepKind; percent: number }
+  | { type: "step-end"; disk: DiskRef; step: StepKind; ok: boolean; durationMs: number; message?: string }
+  | { type: "disk-end"; result: DiskResult }
+  | { type: "run-end"; result: RunResult };
+
+export type EmitEvent = (event: RunEvent) => void;

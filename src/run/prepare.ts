@@ -1,0 +1,92 @@
+/**
+ * Read → plan: opens one transport per host, gathers every disk's facts and assembles the plan.
+ * Nothing here changes anything on any host.
+ */
+import type { Guest, Play, ReclaimPolicy } from "../config/model.js";
+import type { Inventory, InventoryHost } from "../inventory/model.js";
+import { selectHosts } from "../inventory/pattern.js";
+import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
+import type { Plan } from "../plan/plan.js";
+import { checkRewrite } from "../tasks/rewrite-image.js";
+import type { Transport } from "../transport/transport.js";
+import { mapLimit } from "./concurrency.js";
+import { policyKey } from "./execute.js";
+import { openTransport } from "./transports.js";
+
+export interface PreparedRun {
+  plan: Plan;
+  policies: Map<string, ReclaimPolicy>;
+  transports: Map<string, Transport>;
+}
+
+export interface PrepareOptions {
+  inventory: Inventory;
+  plays: readonly Play[];
+  forks: number;
+  now?: () => Date;
+}
+
+interface Assignment {
+  play: Play;
+  guest: Guest;
+  pinned: boolean;
+}
+
+/** Commands in flight at once on one host while gathering facts. */
+const FACTS_PER_HOST = 4;
+
+export async function preparePlan(options: PrepareOptions): Promise<PreparedRun> {
+  const assignments = assignGuests(options.inventory, options.plays);
+  const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
+  const policies = new Map<string, ReclaimPolicy>();
+  const transports = new Map<string, Transport>();
+  const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
+    const opened = await openTransport(host);
+    if ("unreachable" in opened) return { host: host.name, unreachable: opened.unreachable, guests: [] };
+    transports.set(host.name, opened.transport);
+    const guests = await mapLimit(assignments.get(host.name) ?? [], FACTS_PER_HOST, (a) =>
+      planGuest(host, a, opened.transport, policies),
+    );
+    return { host: host.name, guests };
+  });
+  return { plan: buildPlan(entries, (options.now ?? (() => new Date()))()), policies, transports };
+}
+
+async function planGuest(
+  host: InventoryHost,
+  { play, guest, pinned }: Assignment,
+  transport: Transport,
+  policies: Map<string, ReclaimPolicy>,
+): Promise<GuestOnHost> {
+  const disks = await mapLimit(guest.disks, FACTS_PER_HOST, (disk) => {
+    policies.set(policyKey(host.name, disk.path), guest.policy);
+    return checkRewrite(transport, { host: host.name, guest: guest.name, path: disk.path, policy: guest.policy });
+  });
+  const notes =
+    guest.policy.zero === "none"
+      ? []
+      : [`zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`];
+  return { host: host.name, guest: guest.name, play: play.name, pinned, notes, disks };
+}
+
+/** Which guests each host is asked about, in playbook order. */
+function assignGuests(inventory: Inventory, plays: readonly Play[]): Map<string, Assignment[]> {
+  const out = new Map<string, Assignment[]>();
+  for (const play of plays) {
+    const selected = selectHosts(inventory, play.hosts);
+    const names = "hosts" in selected ? selected.hosts : [];
+    for (const guest of play.guests) {
+      const targets = guest.host !== undefined ? names.filter((n) => n === guest.host) : names;
+      for (const name of targets) {
+        const list = out.get(name) ?? [];
+        list.push({ play, guest, pinned: guest.host !== undefined || names.length === 1 });
+        out.set(name, list);
+      }
+    }
+  }
+  return out;
+}
+
+export async function closeAll(transports: ReadonlyMap<string, Transport>): Promise<void> {
+  await Promise.allSettled([...transports.values()].map((t) => t.close()));
+}

@@ -1,0 +1,46 @@
+/** What a run did, as data: renderers, reports and the exit code are all made from this. */
+import type { DiskAction, DiskEstimate, StepKind } from "../plan/plan.js";
+
+/** Ansible's vocabulary: ok (nothing to do), changed, skipped (refused or by policy), failed. */
+export type DiskStatus = "ok" | "changed" | "skipped" | "failed";
+
+export interface StepResult {
+  kind: StepKind;
+  ok: boolean;
+  durationMs: number;
+  message?: string;
+}
+
+export interface DiskResult {
+  host: string;
+  guest: string;
+  path: string;
+  action: DiskAction;
+  status: DiskStatus;
+  message: string;
+  /** Bytes the image allocated on the host before and after (measured, not estimated). */
+  allocatedBefore?: number;
+  allocatedAfter?: number;
+  estimate?: DiskEstimate;
+  steps: StepResult[];
+  durationMs: number;
+}
+
+export interface HostRecap {
+  host: string;
+  ok: number;
+  changed: number;
+  skipped: number;
+  failed: number;
+  unreachable: boolean;
+  unreachableReason?: string;
+  allocatedBefore: number;
+  allocatedAfter: number;
+  reclaimed: number;
+}
+
+export interface RunResult {
+  disks: DiskResult[];
+  hosts: HostRecap[];
+  durationMs: number;
+}

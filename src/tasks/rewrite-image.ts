@@ -1,0 +1,208 @@
+/**
+ * The host-side task: rewrite one image with `qemu-img convert`, verified before it replaces the
+ * original. `checkRewrite` only reads; `applyRewrite` carries out exactly the plan it is given.
+ *
+ * Safety protocol: the original is never opened for writing. The new image is made beside it,
+ * made durable, verified and journaled before one atomic rename puts it in place. Any failure
+ * before the rename removes the new image; a kill leaves the journal for the next run.
+ */
+import type { ReclaimPolicy } from "../config/model.js";
+import { gatherDiskFacts } from "../facts/disk.js";
+import { gather } from "../facts/fact.js";
+import { fileStat } from "../facts/file-stat.js";
+import { imageInfoShared, imageProbe } from "../facts/image-info.js";
+import { identityOf, sameIdentity, type Journal } from "../image/journal.js";
+import { backupPath, imagePaths } from "../image/paths.js";
+import { decideDisk } from "../plan/decide-disk.js";
+import type { DiskPlan, Step } from "../plan/plan.js";
+import type { EmitEvent } from "../run/events.js";
+import type { DiskResult, DiskStatus, StepResult } from "../run/results.js";
+import { describeFailure, type CommandResult, type CommandSpec, type Transport } from "../transport/transport.js";
+import * as cmd from "./host-commands.js";
+
+export interface RewriteTarget {
+  host: string;
+  guest: string;
+  path: string;
+  policy: ReclaimPolicy;
+}
+
+export interface TaskContext {
+  transport: Transport;
+  emit: EmitEvent;
+  signal?: AbortSignal;
+  now: () => Date;
+}
+
+/** Read-only: gathers the disk's facts and decides. */
+export async function checkRewrite(transport: Transport, target: RewriteTarget): Promise<DiskPlan> {
+  const facts = await gatherDiskFacts(transport, target.path);
+  return decideDisk({ host: target.host, guest: target.guest, policy: target.policy, facts });
+}
+
+class StepFailed extends Error {}
+
+const FACT_TIMEOUT_MS = 60_000;
+
+/** Carries out a disk's plan step by step and reports what happened as data. */
+export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<DiskResult> {
+  const started = performance.now();
+  const disk = { host: plan.host, guest: plan.guest, path: plan.path };
+  const steps: StepResult[] = [];
+  const result = (status: DiskStatus, message: string, extra: Partial<DiskResult> = {}): DiskResult => ({
+    ...disk,
+    action: plan.action,
+    status,
+    message,
+    steps,
+    durationMs: performance.now() - started,
+    ...(plan.estimate ? { estimate: plan.estimate, allocatedBefore: plan.estimate.allocatedBefore } : {}),
+    ...extra,
+  });
+  if (plan.action === "ok") return result("ok", plan.reason);
+  if (plan.action === "skip") return result("skipped", plan.reason);
+
+  const paths = imagePaths(plan.path);
+  const run = (spec: CommandSpec): Promise<CommandResult> =>
+    ctx.transport.run(ctx.signal ? { ...spec, signal: ctx.signal } : spec);
+  const must = async (argv: string[], extra: Partial<CommandSpec> = {}): Promise<CommandResult> => {
+    const r = await run({ argv, ...extra });
+    if (r.exitCode !== 0 || r.timedOut) throw new StepFailed(describeFailure(r));
+    return r;
+  };
+  const backup = plan.backup ?? (plan.convert?.keepBackup ? backupPath(plan.path, ctx.now()) : undefined);
+  const journal: Journal | undefined = plan.identity
+    ? {
+        version: 1,
+        image: plan.path,
+        temp: paths.temp,
+        phase: "converting",
+        original: plan.identity,
+        ...(backup ? { backup } : {}),
+        startedAt: ctx.now().toISOString(),
+      }
+    : undefined;
+  const writeJournal = (j: Journal) => must(cmd.writeFileAtomicArgv(paths.journal), { stdin: `${JSON.stringify(j)}\n` });
+  let swapped = plan.action === "cleanup";
+
+  const doStep = async (step: Step): Promise<string | undefined> => {
+    switch (step.kind) {
+      case "remove-leftovers":
+        await must(cmd.removeArgv(plan.leftovers));
+        await must(cmd.fsyncArgv(paths.dir));
+        return undefined;
+      case "convert": {
+        if (!plan.convert || !journal) throw new StepFailed("the plan has no conversion details");
+        await writeJournal(journal);
+        await must(cmd.convertArgv(plan.convert, plan.path, paths.temp), {
+          onStdout: (chunk) => {
+            const percent = cmd.parseConvertProgress(chunk);
+            if (percent !== undefined) ctx.emit({ type: "step-progress", disk, step: "convert", percent });
+          },
+        });
+        return undefined;
+      }
+      case "copy-attributes":
+        await must(cmd.copyAttributesArgv(plan.path, paths.temp));
+        return undefined;
+      case "flush":
+        await must(cmd.fsyncArgv(paths.temp));
+        return undefined;
+      case "verify":
+        return verify(plan, paths.temp, ctx.transport, async (converted) => {
+          if (journal) await writeJournal({ ...journal, phase: "verified", converted });
+        });
+      case "keep-backup":
+        if (!backup) throw new StepFailed("no backup path");
+        await must(cmd.keepBackupArgv(plan.path, backup));
+        return `original kept as ${backup}`;
+      case "swap":
+        await checkStillSafe(plan, ctx.transport);
+        await must(cmd.renameArgv(paths.temp, plan.path));
+        swapped = true;
+        return undefined;
+      case "finish-journal":
+        await must(cmd.fsyncArgv(paths.dir));
+        await must(cmd.removeArgv([paths.journal]));
+        await must(cmd.fsyncArgv(paths.dir));
+        return undefined;
+    }
+  };
+
+  for (const step of plan.steps) {
+    const stepStarted = performance.now();
+    ctx.emit({ type: "step-start", disk, step: step.kind, description: step.description });
+    try {
+      const message = await doStep(step);
+      const durationMs = performance.now() - stepStarted;
+      steps.push({ kind: step.kind, ok: true, durationMs, ...(message ? { message } : {}) });
+      ctx.emit({ type: "step-end", disk, step: step.kind, ok: true, durationMs, ...(message ? { message } : {}) });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const durationMs = performance.now() - stepStarted;
+      steps.push({ kind: step.kind, ok: false, durationMs, message });
+      ctx.emit({ type: "step-end", disk, step: step.kind, ok: false, durationMs, message });
+      if (!swapped) await discardRewrite(ctx.transport, paths);
+      const outcome = swapped ? "the new image is in place" : "the original is untouched";
+      return result("failed", `${step.kind} failed: ${message} (${outcome})`);
+    }
+  }
+  const after = await gather(ctx.transport, fileStat, { path: plan.path }, FACT_TIMEOUT_MS);
+  const allocatedAfter = after.exists ? after.allocated : undefined;
+  const summary =
+    plan.action === "cleanup" ? plan.reason : plan.action === "finish" ? "finished an interrupted rewrite" : "rewritten and verified";
+  return result("changed", summary, allocatedAfter === undefined ? {} : { allocatedAfter });
+}
+
+async function verify(
+  plan: DiskPlan,
+  temp: string,
+  transport: Transport,
+  recordVerified: (converted: ReturnType<typeof identityOf>) => Promise<void>,
+): Promise<string> {
+  const spec = plan.convert;
+  if (!spec) throw new StepFailed("the plan has no conversion details");
+  const compare = await transport.run({ argv: cmd.compareArgv(spec.sourceFormat, plan.path, temp) });
+  if (compare.exitCode === 1) throw new StepFailed(`the new image differs from the original: ${compare.stdout.trim()}`);
+  if (compare.exitCode !== 0) throw new StepFailed(describeFailure(compare));
+  const check = await transport.run({ argv: cmd.checkArgv(spec.targetFormat, temp) });
+  if (check.exitCode !== 0) throw new StepFailed(`qemu-img check of the new image: ${describeFailure(check)}`);
+  const [original, converted] = await Promise.all([
+    gather(transport, imageInfoShared, { path: plan.path }),
+    gather(transport, imageInfoShared, { path: temp }),
+  ]);
+  if (original.virtualSize !== converted.virtualSize) {
+    throw new StepFailed(`virtual size changed: ${original.virtualSize} → ${converted.virtualSize}`);
+  }
+  for (const key of Object.keys(original.options) as (keyof typeof original.options)[]) {
+    if (original.options[key] !== converted.options[key]) {
+      throw new StepFailed(`image option ${key} changed: ${String(original.options[key])} → ${String(converted.options[key])}`);
+    }
+  }
+  if (original.bitmaps.join() !== converted.bitmaps.join()) throw new StepFailed("persistent bitmaps were not carried over");
+  const stat = await gather(transport, fileStat, { path: temp });
+  if (!stat.exists) throw new StepFailed("the new image vanished");
+  await recordVerified(identityOf(stat));
+  return "identical content; image check clean";
+}
+
+/** Right before the swap: the original must be the one we copied, and nothing may hold it. */
+async function checkStillSafe(plan: DiskPlan, transport: Transport): Promise<void> {
+  const [stat, probe] = await Promise.all([
+    gather(transport, fileStat, { path: plan.path }),
+    gather(transport, imageProbe, { path: plan.path }),
+  ]);
+  if (probe.inUse) throw new StepFailed(`the image came into use (${probe.lockMessage}); not replaced`);
+  if (!stat.exists || !plan.identity || !sameIdentity(identityOf(stat), plan.identity)) {
+    throw new StepFailed("the image changed since it was copied; not replaced");
+  }
+}
+
+/** Best effort: a failed rewrite leaves no temporary image or journal behind. */
+async function discardRewrite(transport: Transport, paths: ReturnType<typeof imagePaths>): Promise<void> {
+  try {
+    await transport.run({ argv: cmd.removeArgv([paths.temp, paths.journal]), timeoutMs: FACT_TIMEOUT_MS });
+  } catch {
+    // The next run finds and removes them by name.
+  }
+}
