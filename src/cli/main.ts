@@ -1,8 +1,8 @@
 #!/usr/bin/env node
+import { EXIT } from "../report/exit-code.js";
 /** The entry point, and the only place that exits the process. */
 import { processIo } from "./io.js";
 import { runCli } from "./program.js";
-import { EXIT } from "../report/exit-code.js";
 
 const controller = new AbortController();
 let interrupts = 0;

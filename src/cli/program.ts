@@ -2,16 +2,17 @@
  * The command line: commander parses, the command modules act and return an exit code.
  * Nothing here exits the process; main.ts does, once.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+
 import { createRequire } from "node:module";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { formatDiagnostic, sortDiagnostics } from "../config/diagnostic.js";
+import { demoCommand } from "../demo/demo-command.js";
 import { ConfigError, ReclaimError } from "../errors.js";
 import { EXIT } from "../report/exit-code.js";
 import { inventoryCommand } from "./commands/inventory.js";
 import { applyCommand, planCommand } from "./commands/run.js";
 import { schemaCommand } from "./commands/schema.js";
 import { validateCommand } from "./commands/validate.js";
-import { demoCommand } from "../demo/demo-command.js";
 import { type CliIo, print } from "./io.js";
 
 const DEFAULT_FORKS = 5;
@@ -32,8 +33,12 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showSuggestionAfterError(true);
 
-  const inventoryOption = () => new Option("-i, --inventory <file>", "Ansible inventory (YAML or INI); default: localhost only");
-  const forksOption = () => new Option("-f, --forks <n>", "hosts worked on in parallel").default(DEFAULT_FORKS).argParser(positiveInt);
+  const inventoryOption = () =>
+    new Option("-i, --inventory <file>", "Ansible inventory (YAML or INI); default: localhost only");
+  const forksOption = () =>
+    new Option("-f, --forks <n>", "hosts worked on in parallel")
+      .default(DEFAULT_FORKS)
+      .argParser(positiveInt);
 
   program
     .command("validate")
@@ -50,14 +55,29 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     .addOption(inventoryOption())
     .addOption(forksOption())
     .option("--json", "print the plan as JSON")
-    .option("--detailed-exitcode", "exit 2 when there are changes to apply, 0 when there are none (as Terraform)")
+    .option(
+      "--detailed-exitcode",
+      "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
+    )
     .argument("<playbook...>")
-    .action(async (playbooks: string[], o: { inventory?: string; forks: number; json?: boolean; detailedExitcode?: boolean }) => {
-      code = await planCommand(
-        { ...inventoryOf(o), playbooks, forks: o.forks, json: Boolean(o.json), detailedExitcode: Boolean(o.detailedExitcode), ...signalOf(signal) },
-        io,
-      );
-    });
+    .action(
+      async (
+        playbooks: string[],
+        o: { inventory?: string; forks: number; json?: boolean; detailedExitcode?: boolean },
+      ) => {
+        code = await planCommand(
+          {
+            ...inventoryOf(o),
+            playbooks,
+            forks: o.forks,
+            json: Boolean(o.json),
+            detailedExitcode: Boolean(o.detailedExitcode),
+            ...signalOf(signal),
+          },
+          io,
+        );
+      },
+    );
 
   program
     .command("apply")
@@ -68,12 +88,23 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     .option("--check", "only show the plan (the same as `reclaim plan`)")
     .option("--json", "print the plan and the results as JSON")
     .argument("<playbook...>")
-    .action(async (playbooks: string[], o: { inventory?: string; forks: number; yes?: boolean; check?: boolean; json?: boolean }) => {
-      const common = { ...inventoryOf(o), playbooks, forks: o.forks, json: Boolean(o.json), ...signalOf(signal) };
-      code = o.check
-        ? await planCommand({ ...common, detailedExitcode: false }, io)
-        : await applyCommand({ ...common, yes: Boolean(o.yes) }, io);
-    });
+    .action(
+      async (
+        playbooks: string[],
+        o: { inventory?: string; forks: number; yes?: boolean; check?: boolean; json?: boolean },
+      ) => {
+        const common = {
+          ...inventoryOf(o),
+          playbooks,
+          forks: o.forks,
+          json: Boolean(o.json),
+          ...signalOf(signal),
+        };
+        code = o.check
+          ? await planCommand({ ...common, detailedExitcode: false }, io)
+          : await applyCommand({ ...common, yes: Boolean(o.yes) }, io);
+      },
+    );
 
   program
     .command("inventory")
@@ -94,7 +125,9 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
 
   program
     .command("demo")
-    .description("build a bloated image in a temporary directory, plan, apply, and show a second run changes nothing")
+    .description(
+      "build a bloated image in a temporary directory, plan, apply, and show a second run changes nothing",
+    )
     .option("--keep", "keep the temporary directory to look at")
     .action(async (o: { keep?: boolean }) => {
       code = await demoCommand({ keep: Boolean(o.keep), ...signalOf(signal) }, io);
@@ -119,7 +152,12 @@ function signalOf(signal: AbortSignal | undefined): { signal?: AbortSignal } {
 /** Every error ends here as a message and an exit code; a stack trace only for our own bugs. */
 export function reportError(error: unknown, io: CliIo): number {
   if (error instanceof CommanderError) {
-    if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") return EXIT.ok;
+    if (
+      error.code === "commander.helpDisplayed" ||
+      error.code === "commander.version" ||
+      error.code === "commander.help"
+    )
+      return EXIT.ok;
     return EXIT.usage; // commander has already printed the message
   }
   if (error instanceof ConfigError) {
@@ -131,6 +169,9 @@ export function reportError(error: unknown, io: CliIo): number {
     print(io.stderr, `reclaim: ${error.message}`);
     return error.exitCode;
   }
-  print(io.stderr, `reclaim: unexpected internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  print(
+    io.stderr,
+    `reclaim: unexpected internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+  );
   return EXIT.error;
 }

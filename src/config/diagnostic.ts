@@ -13,7 +13,5 @@ export function formatDiagnostic(d: Diagnostic): string {
 
 /** Stable order: by file, then position, so output does not depend on validation order. */
 export function sortDiagnostics(list: readonly Diagnostic[]): Diagnostic[] {
-  return [...list].sort(
-    (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column,
-  );
+  return [...list].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
 }

@@ -3,14 +3,12 @@
  * schema cannot express, then resolution into the model (units parsed, policies merged). Every
  * problem in the file is reported at once, each at its file:line:column.
  */
-import { readFileSync } from "node:fs";
 import { posix } from "node:path";
-import type { ValidateFunction } from "ajv/dist/2020.js";
 import { ConfigError } from "../errors.js";
 import { type Diagnostic, sortDiagnostics } from "./diagnostic.js";
 import type { Guest, GuestDisk, GuestSsh, Play, Playbook, ReclaimPolicy, SourceRef } from "./model.js";
 import type * as Raw from "./playbook.types.js";
-import { checkSchema, compileSchema } from "./schema-check.js";
+import { checkSchema, schemaValidator } from "./schema-check.js";
 import { formatBytes, parseDuration, parseRatio, parseReserve, parseSize } from "./units.js";
 import { diagnosticAt, locate, parseYaml, type SourceDocument, type YamlPath } from "./yaml-source.js";
 
@@ -49,7 +47,7 @@ export function loadPlaybook(file: string, text: string): LoadedPlaybook {
   const shapeProblem = checkTopLevel(source);
   if (shapeProblem) throw new ConfigError([shapeProblem]);
 
-  const schemaProblems = checkSchema(source, playbookValidator());
+  const schemaProblems = checkSchema(source, schemaValidator("playbook"));
   const diagnostics: Diagnostic[] = [];
   const playbook = resolvePlaybook(source, diagnostics);
   // One complaint per place: where the schema already objected, a second opinion is noise.
@@ -58,6 +56,16 @@ export function loadPlaybook(file: string, text: string): LoadedPlaybook {
   if (all.length > 0) throw new ConfigError(sortDiagnostics(all));
   return { playbook, source };
 }
+
+const MAX_SIZE = formatBytes(Number.MAX_SAFE_INTEGER);
+
+/** The schema's patterns catch wrong forms; these messages are for values out of range. */
+const EXPECTED = {
+  size: `expected a size such as 512MiB or 1.5G, of at most ${MAX_SIZE}`,
+  ratio: "expected a share between 0% and 100%, such as 10% or 0.1",
+  reserve: `expected a share between 0% and 100% (such as 5%) or a size with a unit (such as 2GiB) of at most ${MAX_SIZE}`,
+  duration: "expected a duration such as 90s, 5m or 1h, of at most 2^53 ms",
+};
 
 /**
  * Overlay the policy keys present in `overrides` on `base`. A value that does not parse keeps the
@@ -77,19 +85,12 @@ export function resolvePolicy(
   };
   const convert = isRecord(overrides.convert) ? (overrides.convert as Raw.Convert) : {};
   const policy: ReclaimPolicy = {
-    minReclaimableBytes: read("min_reclaimable", parseSize, SIZE_EXPECTED) ?? base.minReclaimableBytes,
-    minRatio: read("min_ratio", parseRatio, "expected a share between 0% and 100%, such as 10% or 0.1") ?? base.minRatio,
+    minReclaimableBytes: read("min_reclaimable", parseSize, EXPECTED.size) ?? base.minReclaimableBytes,
+    minRatio: read("min_ratio", parseRatio, EXPECTED.ratio) ?? base.minRatio,
     zero: overrides.zero ?? base.zero,
-    fillReserve:
-      read(
-        "fill_reserve",
-        parseReserve,
-        `expected a share between 0% and 100% (such as 5%) or a size with a unit (such as 2GiB) of at most ${MAX_SIZE}`,
-      ) ?? base.fillReserve,
+    fillReserve: read("fill_reserve", parseReserve, EXPECTED.reserve) ?? base.fillReserve,
     shutdown: overrides.shutdown ?? base.shutdown,
-    shutdownTimeoutMs:
-      read("shutdown_timeout", parseDuration, "expected a duration such as 90s, 5m or 1h, of at most 2^53 ms") ??
-      base.shutdownTimeoutMs,
+    shutdownTimeoutMs: read("shutdown_timeout", parseDuration, EXPECTED.duration) ?? base.shutdownTimeoutMs,
     convert: {
       format: convert.format ?? base.convert.format,
       compress: convert.compress ?? base.convert.compress,
@@ -122,25 +123,16 @@ export function validateHostPatterns(
   return sortDiagnostics(out);
 }
 
-const MAX_SIZE = formatBytes(Number.MAX_SAFE_INTEGER);
-const SIZE_EXPECTED = `expected a size such as 512MiB or 1.5G, of at most ${MAX_SIZE}`;
-
-let validator: ValidateFunction | undefined;
-
-/** The playbook schema, compiled once. It ships next to dist/ as it sits next to src/. */
-function playbookValidator(): ValidateFunction {
-  if (!validator) {
-    const url = new URL("../../schemas/playbook.schema.json", import.meta.url);
-    validator = compileSchema(JSON.parse(readFileSync(url, "utf8")) as object);
-  }
-  return validator;
-}
-
 /** The two mistakes that make every schema message beside the point. */
 function checkTopLevel(source: SourceDocument): Diagnostic | undefined {
   const { value } = source;
   if (source.doc.contents === null || value === null || value === undefined) {
-    return { file: source.file, line: 1, column: 1, message: "the playbook is empty: expected a list of plays" };
+    return {
+      file: source.file,
+      line: 1,
+      column: 1,
+      message: "the playbook is empty: expected a list of plays",
+    };
   }
   if (!Array.isArray(value)) {
     return diagnosticAt(
@@ -161,7 +153,13 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
     if (!isRecord(raw)) return [];
     const play = raw as unknown as Raw.Play;
     const at: YamlPath = [index];
-    const base = policyAt(source, [...at, "policy"], isRecord(play.policy) ? play.policy : {}, DEFAULT_POLICY, diagnostics);
+    const base = policyAt(
+      source,
+      [...at, "policy"],
+      isRecord(play.policy) ? play.policy : {},
+      DEFAULT_POLICY,
+      diagnostics,
+    );
     const guests = Array.isArray(play.guests) ? play.guests : [];
     const resolved = guests.map((guest, g) =>
       isRecord(guest) ? resolveGuest(source, [...at, "guests", g], guest, base, diagnostics) : undefined,
@@ -207,7 +205,8 @@ function resolveGuest(
     if (typeof path !== "string") return [];
     const diskAt: YamlPath = typeof disk === "string" ? [...at, "disks", d] : [...at, "disks", d, "path"];
     const problem = diskPathProblem(path);
-    if (problem) diagnostics.push(diagnosticAt(source, diskAt, `${keyPath(diskAt)}${problem}, found ${describe(path)}`));
+    if (problem)
+      diagnostics.push(diagnosticAt(source, diskAt, `${keyPath(diskAt)}${problem}, found ${describe(path)}`));
     return [{ path: posix.normalize(path), source: sourceRef(source, diskAt) }];
   });
   const guest: Guest = {
@@ -251,7 +250,9 @@ function checkDuplicates(
   const earlier: Guest[] = [];
   guests.forEach((guest, g) => {
     if (!guest) return;
-    const first = earlier.find((e) => typeof guest.name === "string" && e.name === guest.name && sameHost(e, guest));
+    const first = earlier.find(
+      (e) => typeof guest.name === "string" && e.name === guest.name && sameHost(e, guest),
+    );
     if (first) {
       diagnostics.push(
         diagnosticAt(

@@ -3,14 +3,32 @@
  * every ajv error into a positioned, human message: what was found, what was expected, and a
  * suggestion for a misspelt key.
  */
+import { readFileSync } from "node:fs";
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import { closest, distance } from "fastest-levenshtein";
 import type { Diagnostic } from "./diagnostic.js";
 import { diagnosticAt, type SourceDocument, type YamlPath } from "./yaml-source.js";
 
+const compiled = new Map<string, ValidateFunction>();
+
+/**
+ * The validator of schemas/NAME.schema.json, compiled once. The schemas folder sits two levels
+ * above this file both in src/config/ and in dist/config/.
+ */
+export function schemaValidator(name: "playbook" | "inventory"): ValidateFunction {
+  let validate = compiled.get(name);
+  if (!validate) {
+    const url = new URL(`../../schemas/${name}.schema.json`, import.meta.url);
+    validate = compileSchema(JSON.parse(readFileSync(url, "utf8")) as object);
+    compiled.set(name, validate);
+  }
+  return validate;
+}
+
 /** Compile a schema with the options every reclaim schema is written for. */
 export function compileSchema(schema: object): ValidateFunction {
-  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
+  // verbose: errors carry their parentSchema, which the messages need (allowed keys, patternErrorMessage).
+  const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
   // VS Code's and yaml-language-server's keyword for a readable pattern failure; ours too.
   ajv.addKeyword({ keyword: "patternErrorMessage", schemaType: "string" });
   return ajv.compile(schema);
@@ -61,12 +79,21 @@ function toDiagnostic(src: SourceDocument, e: ErrorObject): Diagnostic {
     case "additionalProperties": {
       const key = String(p.additionalProperty);
       const allowed = Object.keys((schema.properties as object | undefined) ?? {});
-      return diagnosticAt(src, [...path, key], `${where(path)}unknown key '${key}'${suggest(key, allowed)}`, "key");
+      return diagnosticAt(
+        src,
+        [...path, key],
+        `${where(path)}unknown key '${key}'${suggest(key, allowed)}`,
+        "key",
+      );
     }
     case "required":
       return diagnosticAt(src, path, `${where(path)}missing required key '${String(p.missingProperty)}'`);
     case "type":
-      return diagnosticAt(src, path, `${where(path)}expected ${article(String(p.type))}, found ${describe(src.value, path)}`);
+      return diagnosticAt(
+        src,
+        path,
+        `${where(path)}expected ${article(String(p.type))}, found ${describe(src.value, path)}`,
+      );
     case "enum":
       return diagnosticAt(
         src,
@@ -82,7 +109,11 @@ function toDiagnostic(src: SourceDocument, e: ErrorObject): Diagnostic {
     case "minItems":
       return diagnosticAt(src, path, `${where(path)}expected at least ${String(p.limit)} item(s)`);
     case "uniqueItems":
-      return diagnosticAt(src, path, `${where(path)}items must be unique (items ${String(p.j)} and ${String(p.i)} are equal)`);
+      return diagnosticAt(
+        src,
+        path,
+        `${where(path)}items must be unique (items ${String(p.j)} and ${String(p.i)} are equal)`,
+      );
     case "minimum":
     case "maximum":
     case "exclusiveMinimum":
@@ -103,7 +134,11 @@ function suggest(key: string, allowed: readonly string[]): string {
 }
 
 function article(type: string): string {
-  const names = type.split(",").map((t) => (t === "object" ? "a mapping" : t === "array" ? "a list" : `a ${t}`));
+  const names = type
+    .split(",")
+    .map((t) =>
+      t === "object" ? "a mapping" : t === "array" ? "a list" : t === "integer" ? "an integer" : `a ${t}`,
+    );
   return names.join(" or ");
 }
 

@@ -11,10 +11,17 @@ import type { Reserve } from "./model.js";
  * image's sizes are binary, and a "GB" that meant 10^9 here would silently disagree with
  * `qemu-img info`.
  */
-const SIZE_MULTIPLIERS: Readonly<Record<string, number>> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+const SIZE_MULTIPLIERS: Readonly<Record<string, number>> = {
+  "": 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+};
 
 /** Digits with a unit may have a fraction (1.5G); bytes may not. */
-const SIZE_SYNTAX = /^(?:(?<bytes>[0-9]+)(?: ?[bB])?|(?<amount>[0-9]+(?:\.[0-9]+)?) ?(?<unit>[kKmMgGtT])(?:[iI]?[bB])?)$/;
+const SIZE_SYNTAX =
+  /^(?:(?<bytes>[0-9]+)(?: ?[bB])?|(?<amount>[0-9]+(?:\.[0-9]+)?) ?(?<unit>[kKmMgGtT])(?:[iI]?[bB])?)$/;
 const RATIO_SYNTAX = /^(?<amount>[0-9]+(?:\.[0-9]+)?)(?<percent>%?)$/;
 /** Hours, minutes, seconds, milliseconds, each at most once and in that order. */
 const DURATION_SYNTAX =
@@ -34,7 +41,9 @@ export function parseSize(v: string | number): number | undefined {
   const bytes =
     groups.bytes !== undefined
       ? Number(groups.bytes)
-      : Math.round(Number(groups.amount) * (SIZE_MULTIPLIERS[groups.unit?.toLowerCase() ?? ""] ?? Number.NaN));
+      : Math.round(
+          Number(groups.amount) * (SIZE_MULTIPLIERS[groups.unit?.toLowerCase() ?? ""] ?? Number.NaN),
+        );
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
@@ -68,7 +77,8 @@ export function parseDuration(v: string | number): number | undefined {
   } else {
     const groups = DURATION_SYNTAX.exec(v)?.groups;
     if (!groups) return undefined;
-    const part = (digits: string | undefined, unitMs: number) => (digits === undefined ? 0 : Number(digits) * unitMs);
+    const part = (digits: string | undefined, unitMs: number) =>
+      digits === undefined ? 0 : Number(digits) * unitMs;
     ms = part(groups.h, 3_600_000) + part(groups.m, 60_000) + part(groups.s, 1000) + part(groups.ms, 1);
   }
   if (!Number.isFinite(ms) || ms < 0) return undefined;

@@ -27,14 +27,24 @@ export function parseYaml(file: string, text: string): SourceDocument {
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const diagnostics: Diagnostic[] = [...doc.errors, ...doc.warnings].map((e) => {
     const { line, col } = lines.linePos(e.pos[0]);
-    return { file, line: Math.max(line, 1), column: Math.max(col, 1), message: yamlMessage(e.code, e.message) };
+    return {
+      file,
+      line: Math.max(line, 1),
+      column: Math.max(col, 1),
+      message: yamlMessage(e.code, e.message),
+    };
   });
   let value: unknown = null;
   if (doc.errors.length === 0) {
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
     } catch (error) {
-      diagnostics.push({ file, line: 1, column: 1, message: `cannot read the document: ${(error as Error).message}` });
+      diagnostics.push({
+        file,
+        line: 1,
+        column: 1,
+        message: `cannot read the document: ${(error as Error).message}`,
+      });
     }
   }
   return { file, doc, lines, diagnostics, value };
@@ -43,14 +53,20 @@ export function parseYaml(file: string, text: string): SourceDocument {
 function yamlMessage(code: string, message: string): string {
   // The yaml package appends a position and an excerpt; we print our own position.
   const first = message.split("\n")[0]?.replace(/ at line \d+, column \d+:?$/, "") ?? message;
-  return code === "DUPLICATE_KEY" ? "duplicate key: each key may appear once in a mapping" : `YAML syntax: ${first}`;
+  return code === "DUPLICATE_KEY"
+    ? "duplicate key: each key may appear once in a mapping"
+    : `YAML syntax: ${first}`;
 }
 
 /**
  * The position of the node at `path`: its key when `at` is "key" and the path ends in a mapping key,
  * otherwise its value. A path that runs out early resolves to the deepest node that exists.
  */
-export function locate(src: SourceDocument, path: YamlPath, at: "key" | "value" = "value"): { line: number; column: number } {
+export function locate(
+  src: SourceDocument,
+  path: YamlPath,
+  at: "key" | "value" = "value",
+): { line: number; column: number } {
   let node: unknown = src.doc.contents;
   let keyNode: unknown;
   for (const segment of path) {
@@ -73,7 +89,12 @@ export function locate(src: SourceDocument, path: YamlPath, at: "key" | "value" 
 }
 
 /** A diagnostic at `path` in `src`. */
-export function diagnosticAt(src: SourceDocument, path: YamlPath, message: string, at: "key" | "value" = "value"): Diagnostic {
+export function diagnosticAt(
+  src: SourceDocument,
+  path: YamlPath,
+  message: string,
+  at: "key" | "value" = "value",
+): Diagnostic {
   return { file: src.file, ...locate(src, path, at), message };
 }
 

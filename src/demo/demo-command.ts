@@ -6,30 +6,41 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatBytes } from "../config/units.js";
-import { gather } from "../facts/fact.js";
-import { fileStat } from "../facts/file-stat.js";
-import { RunError } from "../errors.js";
-import { createLocalTransport } from "../transport/local.js";
-import { describeFailure } from "../transport/transport.js";
 import { applyCommand, planCommand } from "../cli/commands/run.js";
 import { type CliIo, print } from "../cli/io.js";
+import { formatBytes } from "../config/units.js";
+import { RunError } from "../errors.js";
+import { gather } from "../facts/fact.js";
+import { fileStat } from "../facts/file-stat.js";
+import { createLocalTransport } from "../transport/local.js";
+import { describeFailure } from "../transport/transport.js";
 import { createBloatedImage } from "./bloated-image.js";
 
 const MiB = 1024 * 1024;
 
-export async function demoCommand(options: { keep: boolean; signal?: AbortSignal }, io: CliIo): Promise<number> {
+export async function demoCommand(
+  options: { keep: boolean; signal?: AbortSignal },
+  io: CliIo,
+): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), "reclaim-demo-"));
   const transport = createLocalTransport();
   const say = (text: string) => print(io.stdout, text);
   try {
     const image = join(dir, "demo-vm.qcow2");
     const reference = join(dir, "reference-copy.qcow2");
-    await createBloatedImage(transport, { path: image, virtualBytes: 2048 * MiB, writtenBytes: 640 * MiB, freedBytes: 480 * MiB });
+    await createBloatedImage(transport, {
+      path: image,
+      virtualBytes: 2048 * MiB,
+      writtenBytes: 640 * MiB,
+      freedBytes: 480 * MiB,
+    });
     const cp = await transport.run({ argv: ["cp", "--sparse=always", "--", image, reference] });
     if (cp.exitCode !== 0) throw new RunError(describeFailure(cp));
     const before = await allocated(image);
-    await writeFile(join(dir, "inventory.yml"), "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
+    await writeFile(
+      join(dir, "inventory.yml"),
+      "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
+    );
     await writeFile(
       join(dir, "playbook.yml"),
       [
@@ -45,22 +56,38 @@ export async function demoCommand(options: { keep: boolean; signal?: AbortSignal
         "",
       ].join("\n"),
     );
-    const common = { inventory: join(dir, "inventory.yml"), playbooks: [join(dir, "playbook.yml")], forks: 1, json: false, ...(options.signal ? { signal: options.signal } : {}) };
+    const common = {
+      inventory: join(dir, "inventory.yml"),
+      playbooks: [join(dir, "playbook.yml")],
+      forks: 1,
+      json: false,
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
 
     say(`reclaim demo, in ${dir}`);
     say(`\n== 1. A bloated image: ${image}`);
-    say(`   2 GiB virtual, 640 MiB written, then 480 MiB of it freed inside the guest; the file still allocates ${formatBytes(before)} on the host.`);
+    say(
+      `   2 GiB virtual, 640 MiB written, then 480 MiB of it freed inside the guest; the file still allocates ${formatBytes(before)} on the host.`,
+    );
     say("\n== 2. The plan (reclaim plan: read-only)\n");
     const planned = await planCommand({ ...common, detailedExitcode: true }, io);
-    if (planned !== 2) throw new RunError(`the demo expected changes to be pending (plan exit 2), got ${planned}`);
+    if (planned !== 2)
+      throw new RunError(`the demo expected changes to be pending (plan exit 2), got ${planned}`);
 
     say("\n== 3. Apply (reclaim apply --yes)\n");
     const applied = await applyCommand({ ...common, yes: true }, io);
     if (applied !== 0) return applied;
     const after = await allocated(image);
-    const compare = await transport.run({ argv: ["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", reference, image] });
-    if (compare.exitCode !== 0) throw new RunError(`the rewritten image differs from the copy made before: ${describeFailure(compare)}`);
-    say(`\n   ${formatBytes(before)} → ${formatBytes(after)} allocated; qemu-img compare with the copy made before: identical.`);
+    const compare = await transport.run({
+      argv: ["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", reference, image],
+    });
+    if (compare.exitCode !== 0)
+      throw new RunError(
+        `the rewritten image differs from the copy made before: ${describeFailure(compare)}`,
+      );
+    say(
+      `\n   ${formatBytes(before)} → ${formatBytes(after)} allocated; qemu-img compare with the copy made before: identical.`,
+    );
 
     say("\n== 4. Apply again: nothing left to do\n");
     const inodeBefore = await identity(image);
@@ -68,7 +95,9 @@ export async function demoCommand(options: { keep: boolean; signal?: AbortSignal
     if (again !== 0 || (await identity(image)) !== inodeBefore) {
       throw new RunError("the second run should have left the image untouched");
     }
-    say(`\nDemo done: reclaimed ${formatBytes(before - after)}; the second run left the image untouched (same inode).`);
+    say(
+      `\nDemo done: reclaimed ${formatBytes(before - after)}; the second run left the image untouched (same inode).`,
+    );
     return 0;
   } finally {
     await transport.close();

@@ -2,15 +2,16 @@
  * Everything the planner needs to know about one disk image on its host, read without changing
  * anything. The reads are independent, so they go out together (one round trip over SSH).
  */
-import type { Transport } from "../transport/transport.js";
-import { imagePaths } from "../image/paths.js";
+
 import { qcow2CreateOptions } from "../image/create-options.js";
+import { imagePaths } from "../image/paths.js";
+import type { Transport } from "../transport/transport.js";
 import { gather } from "./fact.js";
-import { fileContent, type FileContent } from "./file-content.js";
-import { fileStat, type FileStatFact } from "./file-stat.js";
-import { fsFree, type FsFree } from "./fs-free.js";
-import { imageInfoShared, imageProbe, type ImageInfo } from "./image-info.js";
-import { imageMeasure, type ImageMeasure } from "./image-measure.js";
+import { type FileContent, fileContent } from "./file-content.js";
+import { type FileStatFact, fileStat } from "./file-stat.js";
+import { type FsFree, fsFree } from "./fs-free.js";
+import { type ImageInfo, imageInfoShared, imageProbe } from "./image-info.js";
+import { type ImageMeasure, imageMeasure } from "./image-measure.js";
 
 export interface DiskFacts {
   path: string;

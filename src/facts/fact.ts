@@ -17,7 +17,12 @@ export interface FactFailure {
   message: string;
 }
 
-export async function gather<Args, Value>(transport: Transport, fact: Fact<Args, Value>, args: Args, timeoutMs = 60_000): Promise<Value> {
+export async function gather<Args, Value>(
+  transport: Transport,
+  fact: Fact<Args, Value>,
+  args: Args,
+  timeoutMs = 60_000,
+): Promise<Value> {
   const result = await transport.run({ argv: fact.argv(args), timeoutMs });
   return fact.parse(result, args);
 }

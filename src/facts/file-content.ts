@@ -1,6 +1,7 @@
 /** The text of a small file, or its absence. */
-import type { Fact } from "./fact.js";
+
 import { describeFailure } from "../transport/transport.js";
+import type { Fact } from "./fact.js";
 
 export type FileContent = { exists: false } | { exists: true; text: string };
 

@@ -1,6 +1,7 @@
 /** What the host's filesystem says about a path: type, identity, size, allocation, ownership. */
+
+import { type CommandResult, describeFailure } from "../transport/transport.js";
 import type { Fact } from "./fact.js";
-import { describeFailure, type CommandResult } from "../transport/transport.js";
 
 export interface FileStat {
   type: "file" | "symlink" | "directory" | "other";
@@ -37,11 +38,28 @@ export function parseFileStat(result: CommandResult): FileStatFact {
   const fields = result.stdout.trim().split("|");
   if (fields.length !== 11) throw new Error(`unexpected stat output: ${result.stdout.trim()}`);
   const [kind, dev, ino, size, blocks, blockSize, uid, gid, mode, mtime, links] = fields as [
-    string, string, string, string, string, string, string, string, string, string, string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
   ];
   return {
     exists: true,
-    type: kind === "regular file" || kind === "regular empty file" ? "file" : kind === "symbolic link" ? "symlink" : kind === "directory" ? "directory" : "other",
+    type:
+      kind === "regular file" || kind === "regular empty file"
+        ? "file"
+        : kind === "symbolic link"
+          ? "symlink"
+          : kind === "directory"
+            ? "directory"
+            : "other",
     device: Number(dev),
     inode: Number(ino),
     size: Number(size),

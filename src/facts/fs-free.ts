@@ -1,6 +1,7 @@
 /** Space available to an unprivileged writer on the filesystem holding a directory. */
+
+import { type CommandResult, describeFailure } from "../transport/transport.js";
 import type { Fact } from "./fact.js";
-import { describeFailure, type CommandResult } from "../transport/transport.js";
 
 export interface FsFree {
   availableBytes: number;

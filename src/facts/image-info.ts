@@ -2,8 +2,9 @@
  * `qemu-img info --output=json`: format, sizes, and everything that makes a rewrite unsafe
  * (snapshots, backing file, encryption, dirty or corrupt flags, bitmaps).
  */
+
+import { type CommandResult, describeFailure } from "../transport/transport.js";
 import type { Fact } from "./fact.js";
-import { describeFailure, type CommandResult } from "../transport/transport.js";
 
 /** qcow2 creation options that `convert` would silently reset unless passed again. */
 export interface Qcow2Options {

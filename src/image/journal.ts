@@ -41,7 +41,11 @@ export function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
 export function parseJournal(text: string): Journal | { unreadable: string } {
   try {
     const value = JSON.parse(text) as Partial<Journal>;
-    if (value.version !== 1 || (value.phase !== "converting" && value.phase !== "verified") || !value.original) {
+    if (
+      value.version !== 1 ||
+      (value.phase !== "converting" && value.phase !== "verified") ||
+      !value.original
+    ) {
       return { unreadable: "not a reclaim journal of a known version" };
     }
     return value as Journal;

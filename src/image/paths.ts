@@ -26,6 +26,9 @@ export function imagePaths(image: string): ImagePaths {
 
 /** Where `keep_backup` keeps the original: a hard link, so keeping it costs no copy. */
 export function backupPath(image: string, at: Date): string {
-  const stamp = at.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const stamp = at
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   return `${image}.reclaim-backup-${stamp}`;
 }

@@ -11,9 +11,15 @@ const DEFAULT_SSH_PORT = 22;
  */
 export function connectionOf(name: string, vars: Readonly<Record<string, unknown>>): Connection {
   const kind = vars.ansible_connection;
-  if (kind === "local" || ((kind === undefined || kind === null) && name === "localhost")) return { kind: "local" };
-  const address = typeof vars.ansible_host === "string" && vars.ansible_host !== "" ? vars.ansible_host : name;
-  const ssh: Extract<Connection, { kind: "ssh" }> = { kind: "ssh", address, port: toPort(vars.ansible_port) ?? DEFAULT_SSH_PORT };
+  if (kind === "local" || ((kind === undefined || kind === null) && name === "localhost"))
+    return { kind: "local" };
+  const address =
+    typeof vars.ansible_host === "string" && vars.ansible_host !== "" ? vars.ansible_host : name;
+  const ssh: Extract<Connection, { kind: "ssh" }> = {
+    kind: "ssh",
+    address,
+    port: toPort(vars.ansible_port) ?? DEFAULT_SSH_PORT,
+  };
   if (typeof vars.ansible_user === "string" && vars.ansible_user !== "") ssh.user = vars.ansible_user;
   const key = vars.ansible_ssh_private_key_file;
   if (typeof key === "string" && key !== "") ssh.privateKeyFile = key;

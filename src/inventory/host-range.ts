@@ -21,11 +21,11 @@ export function expandHostPattern(pattern: string): ExpandedHosts {
 }
 
 /**
- * A colon outside the brackets of a range gives the port, as in `kvm01:2222`; several colons are an
- * IPv6 address, which has no port here (as in Ansible, write it with ansible_port instead).
+ * A colon outside the brackets of a range gives the port, as in `kvm01:2222`. Several colons make an
+ * IPv6 address, taken whole: its port goes in ansible_port (Ansible's `[::1]:22` is not read here).
  */
 function splitPort(pattern: string): { name: string; port?: number } | { error: string } {
-  const outside = pattern.replace(/\[[^\]]*\]/g, (range) => "_".repeat(range.length));
+  const outside = pattern.replace(/\[[^\]]*(?:\]|$)/g, (range) => "_".repeat(range.length));
   const colon = outside.indexOf(":");
   if (colon < 0 || outside.indexOf(":", colon + 1) >= 0) return { name: pattern };
   const port = pattern.slice(colon + 1);
@@ -52,15 +52,18 @@ function expandRanges(name: string): string[] | { error: string } {
 /** `01:03` → 01 02 03 (zero padding kept), `a:c` → a b c, an optional third part is the step. */
 function rangeValues(range: string): string[] | { error: string } {
   const bounds = range.split(":");
-  if (bounds.length !== 2 && bounds.length !== 3) return { error: "a range must be [begin:end] or [begin:end:step]" };
+  if (bounds.length !== 2 && bounds.length !== 3)
+    return { error: "a range must be [begin:end] or [begin:end:step]" };
   const [begin = "", end = "", stepText = "1"] = bounds;
   if (end === "") return { error: "a range needs an end value" };
-  if (!/^[0-9]+$/.test(stepText) || Number(stepText) === 0) return { error: "a range's step must be a whole number above 0" };
+  if (!/^[0-9]+$/.test(stepText) || Number(stepText) === 0)
+    return { error: "a range's step must be a whole number above 0" };
   const step = Number(stepText);
   if (/^[a-zA-Z]$/.test(begin) && /^[a-zA-Z]$/.test(end)) return letterRange(begin, end, step);
   // An empty begin counts from 0, as in Ansible.
   const first = begin === "" ? "0" : begin;
-  if (!/^[0-9]+$/.test(first) || !/^[0-9]+$/.test(end)) return { error: "a range's bounds must be both numbers or both letters" };
+  if (!/^[0-9]+$/.test(first) || !/^[0-9]+$/.test(end))
+    return { error: "a range's bounds must be both numbers or both letters" };
   const padded = first.length > 1 && first.startsWith("0");
   if (padded && first.length !== end.length) {
     return { error: "a zero-padded range needs begin and end of the same width" };
@@ -68,9 +71,11 @@ function rangeValues(range: string): string[] | { error: string } {
   const from = Number(first);
   const to = Number(end);
   if (from > to) return { error: "a range must not end before it begins" };
-  if ((to - from) / step >= MAX_HOSTS_PER_PATTERN) return { error: `expands to more than ${MAX_HOSTS_PER_PATTERN} hosts` };
+  if ((to - from) / step >= MAX_HOSTS_PER_PATTERN)
+    return { error: `expands to more than ${MAX_HOSTS_PER_PATTERN} hosts` };
   const values: string[] = [];
-  for (let n = from; n <= to; n += step) values.push(padded ? String(n).padStart(first.length, "0") : String(n));
+  for (let n = from; n <= to; n += step)
+    values.push(padded ? String(n).padStart(first.length, "0") : String(n));
   return values;
 }
 

@@ -36,7 +36,8 @@ export function splitWords(line: string, offset = 0): Words {
       current.text += quoted.text;
       i = quoted.end;
     } else if (c === "\\") {
-      if (i + 1 >= line.length) return { error: "nothing follows the '\\' at the end of the line", column: offset + i + 1 };
+      if (i + 1 >= line.length)
+        return { error: "nothing follows the '\\' at the end of the line", column: offset + i + 1 };
       current.text += line.charAt(i + 1);
       i += 2;
     } else {

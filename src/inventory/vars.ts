@@ -14,7 +14,8 @@ const FALSE_WORDS = ["false", "no", "off"];
 /** A problem with a value, phrased to follow the variable's name: "must be …, found …". */
 type Check = (value: unknown) => string | undefined;
 
-const text: Check = (v) => (typeof v === "string" && v !== "" ? undefined : `must be a non-empty string, found ${describe(v)}`);
+const text: Check = (v) =>
+  typeof v === "string" && v !== "" ? undefined : `must be a non-empty string, found ${describe(v)}`;
 
 const port: Check = (v) =>
   toPort(v) === undefined ? `must be a port number from 1 to 65535, found ${describe(v)}` : undefined;
@@ -67,7 +68,8 @@ export function toBoolean(value: unknown): boolean {
 function booleanWord(word: string): boolean | undefined {
   // The schema accepts lower, Title and UPPER case; so do we, and no other mixture.
   const lower = word.toLowerCase();
-  const cased = word === lower || word === word.toUpperCase() || word === lower.charAt(0).toUpperCase() + lower.slice(1);
+  const cased =
+    word === lower || word === word.toUpperCase() || word === lower.charAt(0).toUpperCase() + lower.slice(1);
   if (!cased) return undefined;
   if (TRUE_WORDS.includes(lower)) return true;
   return FALSE_WORDS.includes(lower) ? false : undefined;

@@ -3,11 +3,16 @@
  * into the raw structure the resolver shares with the INI reader.
  */
 import type { Diagnostic } from "../config/diagnostic.js";
-import { checkSchema } from "../config/schema-check.js";
-import { diagnosticAt, locate, parseYaml, type SourceDocument, type YamlPath } from "../config/yaml-source.js";
+import { checkSchema, schemaValidator } from "../config/schema-check.js";
+import {
+  diagnosticAt,
+  locate,
+  parseYaml,
+  type SourceDocument,
+  type YamlPath,
+} from "../config/yaml-source.js";
 import { expandHostPattern } from "./host-range.js";
 import { type RawInventory, type RawRead, rawGroup } from "./raw.js";
-import { inventoryValidator } from "./schema.js";
 import { checkVar } from "./vars.js";
 
 /** Children nested deeper than this are no real inventory; the limit keeps recursion off the stack's edge. */
@@ -28,10 +33,11 @@ export function readYamlInventory(file: string, text: string): RawRead {
   // Syntax errors and duplicate keys leave src.value untrustworthy: report them alone.
   if (src.diagnostics.length > 0) return { raw: reading.raw, diagnostics: src.diagnostics };
   if (isRecord(src.value)) {
-    for (const [name, definition] of Object.entries(src.value)) readGroup(reading, name, definition, [name], 1);
+    for (const [name, definition] of Object.entries(src.value))
+      readGroup(reading, name, definition, [name], 1);
   }
   // A document nested too deep for the reader would overflow the validator's recursion too.
-  if (!reading.tooDeep) reading.diagnostics.push(...checkSchema(src, inventoryValidator()));
+  if (!reading.tooDeep) reading.diagnostics.push(...checkSchema(src, schemaValidator("inventory")));
   return { raw: reading.raw, diagnostics: reading.diagnostics };
 }
 
@@ -42,7 +48,9 @@ function readGroup(reading: Reading, name: string, definition: unknown, path: Ya
   raw.groups.push(group);
   if (depth > MAX_GROUP_DEPTH) {
     reading.tooDeep = true;
-    diagnostics.push(diagnosticAt(src, path, `group '${name}' is nested more than ${MAX_GROUP_DEPTH} deep`, "key"));
+    diagnostics.push(
+      diagnosticAt(src, path, `group '${name}' is nested more than ${MAX_GROUP_DEPTH} deep`, "key"),
+    );
     return;
   }
   if (!isRecord(definition)) return;

@@ -2,7 +2,15 @@
  * Assembles the per-disk decisions into the plan, pure. A guest that names no host is looked for
  * on every host of its play and planned only where its disks are.
  */
-import { PLAN_VERSION, isChange, type DiskPlan, type GuestPlan, type HostPlan, type Plan, type PlanTotals } from "./plan.js";
+import {
+  type DiskPlan,
+  type GuestPlan,
+  type HostPlan,
+  isChange,
+  PLAN_VERSION,
+  type Plan,
+  type PlanTotals,
+} from "./plan.js";
 
 export interface GuestOnHost {
   host: string;
@@ -23,11 +31,14 @@ export interface HostEntry {
 export function buildPlan(entries: readonly HostEntry[], createdAt: Date): Plan {
   const foundSomewhere = new Set<string>();
   for (const entry of entries) {
-    for (const g of entry.guests) if (g.disks.some((d) => !d.absent)) foundSomewhere.add(`${g.play}\0${g.guest}`);
+    for (const g of entry.guests)
+      if (g.disks.some((d) => !d.absent)) foundSomewhere.add(`${g.play}\0${g.guest}`);
   }
   const hosts: HostPlan[] = entries.map((entry) => {
     const guests: GuestPlan[] = entry.guests
-      .filter((g) => g.pinned || g.disks.some((d) => !d.absent) || !foundSomewhere.has(`${g.play}\0${g.guest}`))
+      .filter(
+        (g) => g.pinned || g.disks.some((d) => !d.absent) || !foundSomewhere.has(`${g.play}\0${g.guest}`),
+      )
       .map((g) => ({ name: g.guest, play: g.play, notes: g.notes, disks: g.disks }));
     return { host: entry.host, ...(entry.unreachable ? { unreachable: entry.unreachable } : {}), guests };
   });
@@ -40,7 +51,9 @@ export function totalsOf(hosts: readonly HostPlan[]): PlanTotals {
     disksToRewrite: disks.filter((d) => d.action === "rewrite" || d.action === "finish").length,
     disksOk: disks.filter((d) => d.action === "ok").length,
     disksSkipped: disks.filter((d) => d.action === "skip").length,
-    estimatedReclaim: disks.filter((d) => d.action === "rewrite").reduce((sum, d) => sum + (d.estimate?.reclaim ?? 0), 0),
+    estimatedReclaim: disks
+      .filter((d) => d.action === "rewrite")
+      .reduce((sum, d) => sum + (d.estimate?.reclaim ?? 0), 0),
   };
 }
 

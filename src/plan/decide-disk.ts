@@ -5,9 +5,9 @@
 import type { ReclaimPolicy } from "../config/model.js";
 import { formatBytes } from "../config/units.js";
 import type { DiskFacts } from "../facts/disk.js";
-import { identityOf, parseJournal, sameIdentity, type Journal } from "../image/journal.js";
-import { imagePaths } from "../image/paths.js";
 import { qcow2CreateOptions } from "../image/create-options.js";
+import { identityOf, type Journal, parseJournal, sameIdentity } from "../image/journal.js";
+import { imagePaths } from "../image/paths.js";
 import type { DiskPlan, Step } from "./plan.js";
 
 /** Room kept free on the host filesystem beyond what the new image needs. */
@@ -24,13 +24,23 @@ export interface DiskInput {
 
 export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan {
   const base = { host, guest, path: facts.path, leftovers: [] as string[] };
-  const skip = (reason: string, extra: Partial<DiskPlan> = {}): DiskPlan => ({ ...base, action: "skip", reason, steps: [], ...extra });
+  const skip = (reason: string, extra: Partial<DiskPlan> = {}): DiskPlan => ({
+    ...base,
+    action: "skip",
+    reason,
+    steps: [],
+    ...extra,
+  });
   const paths = imagePaths(facts.path);
   const stat = facts.stat;
 
-  if (facts.tempInUse) return skip("another process is rewriting this image now (its temporary image is locked)");
+  if (facts.tempInUse)
+    return skip("another process is rewriting this image now (its temporary image is locked)");
   if (!stat.exists) return skip("no such file on this host", { absent: true });
-  if (stat.type === "symlink") return skip("is a symbolic link: name the image's real path, so the rewrite replaces the image and not the link");
+  if (stat.type === "symlink")
+    return skip(
+      "is a symbolic link: name the image's real path, so the rewrite replaces the image and not the link",
+    );
   if (stat.type !== "file") return skip(`is a ${stat.type}, not an image file`);
 
   const identity = identityOf(stat);
@@ -39,13 +49,28 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
   // An earlier run that got as far as a verified copy: finish it, or tidy up after a finished swap.
   if (journal && !("unreadable" in journal) && journal.phase === "verified" && journal.converted) {
     if (sameIdentity(identity, journal.converted) && !facts.temp.exists) {
-      return { ...base, action: "cleanup", reason: "an earlier run already replaced this image; its journal is removed", steps: [finishStep()], identity, leftovers: [paths.journal] };
+      return {
+        ...base,
+        action: "cleanup",
+        reason: "an earlier run already replaced this image; its journal is removed",
+        steps: [finishStep()],
+        identity,
+        leftovers: [paths.journal],
+      };
     }
-    if (facts.temp.exists && sameIdentity(identityOf(facts.temp), journal.converted) && sameIdentity(identity, journal.original) && !facts.inUse) {
+    if (
+      facts.temp.exists &&
+      sameIdentity(identityOf(facts.temp), journal.converted) &&
+      sameIdentity(identity, journal.original) &&
+      !facts.inUse
+    ) {
       return finishPlan(base, journal, identity);
     }
   }
-  const leftovers = [facts.temp.exists ? paths.temp : undefined, facts.journal.exists ? paths.journal : undefined].filter((p): p is string => p !== undefined);
+  const leftovers = [
+    facts.temp.exists ? paths.temp : undefined,
+    facts.journal.exists ? paths.journal : undefined,
+  ].filter((p): p is string => p !== undefined);
   const withLeftovers = (plan: DiskPlan): DiskPlan => {
     if (leftovers.length === 0) return plan;
     if (plan.action === "rewrite") {
@@ -64,15 +89,45 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
   const info = facts.info;
   if (!info) return withLeftovers(skip("cannot read the image", { identity }));
   const described = { identity, virtualSize: info.virtualSize };
-  if (facts.inUse) return withLeftovers(skip(`in use by a running process (${facts.inUse.message}); a running VM's image is never rewritten`, described));
-  if (stat.links > 1) return withLeftovers(skip(`has ${stat.links} hard links; a rewrite would split them`, described));
-  if (info.format !== "qcow2") return withLeftovers(skip(`format ${info.format}: only qcow2 images are rewritten (the VM's definition names the format)`, described));
-  if (info.encrypted) return withLeftovers(skip("is encrypted: a rewrite without the key would come out unencrypted", described));
-  if (info.snapshots.length > 0) return withLeftovers(skip(`has internal snapshots (${info.snapshots.join(", ")}), which a rewrite would drop`, described));
-  if (info.backingFile) return withLeftovers(skip(`has a backing file (${info.backingFile}); a rewrite would flatten the chain`, described));
-  if (info.externalDataFile) return withLeftovers(skip(`keeps its data in an external file (${info.externalDataFile})`, described));
-  if (info.corrupt) return withLeftovers(skip("is marked corrupt: repair it with qemu-img check -r first", described));
-  if (info.dirty) return withLeftovers(skip("has its dirty flag set (lazy refcounts after a crash): run qemu-img check -r leaks first", described));
+  if (facts.inUse)
+    return withLeftovers(
+      skip(
+        `in use by a running process (${facts.inUse.message}); a running VM's image is never rewritten`,
+        described,
+      ),
+    );
+  if (stat.links > 1)
+    return withLeftovers(skip(`has ${stat.links} hard links; a rewrite would split them`, described));
+  if (info.format !== "qcow2")
+    return withLeftovers(
+      skip(
+        `format ${info.format}: only qcow2 images are rewritten (the VM's definition names the format)`,
+        described,
+      ),
+    );
+  if (info.encrypted)
+    return withLeftovers(
+      skip("is encrypted: a rewrite without the key would come out unencrypted", described),
+    );
+  if (info.snapshots.length > 0)
+    return withLeftovers(
+      skip(`has internal snapshots (${info.snapshots.join(", ")}), which a rewrite would drop`, described),
+    );
+  if (info.backingFile)
+    return withLeftovers(
+      skip(`has a backing file (${info.backingFile}); a rewrite would flatten the chain`, described),
+    );
+  if (info.externalDataFile)
+    return withLeftovers(skip(`keeps its data in an external file (${info.externalDataFile})`, described));
+  if (info.corrupt)
+    return withLeftovers(skip("is marked corrupt: repair it with qemu-img check -r first", described));
+  if (info.dirty)
+    return withLeftovers(
+      skip(
+        "has its dirty flag set (lazy refcounts after a crash): run qemu-img check -r leaks first",
+        described,
+      ),
+    );
   if (!facts.measure) return withLeftovers(skip("cannot measure the image", described));
 
   const after = facts.measure.required + facts.measure.bitmaps;
@@ -82,7 +137,8 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
     allocatedBefore: before,
     allocatedAfter: Math.min(after, before),
     reclaim,
-    method: "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
+    method:
+      "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
   };
   const ratio = before === 0 ? 0 : reclaim / before;
   if (reclaim < policy.minReclaimableBytes || ratio < policy.minRatio) {
@@ -90,12 +146,22 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
       reclaim < policy.minReclaimableBytes
         ? `below min_reclaimable ${formatBytes(policy.minReclaimableBytes)}`
         : `below min_ratio ${percent(policy.minRatio)}`;
-    return withLeftovers({ ...base, ...described, action: "ok", reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)}), ${why}`, steps: [], estimate });
+    return withLeftovers({
+      ...base,
+      ...described,
+      action: "ok",
+      reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)}), ${why}`,
+      steps: [],
+      estimate,
+    });
   }
   const needed = after + freeSpaceMargin(after);
   if (facts.free && facts.free.availableBytes + reclaimableByLeftovers(facts) < needed) {
     return withLeftovers(
-      skip(`not enough free space in ${paths.dir}: the new image needs up to ${formatBytes(needed)} (with margin), ${formatBytes(facts.free.availableBytes)} is free`, { ...described, estimate }),
+      skip(
+        `not enough free space in ${paths.dir}: the new image needs up to ${formatBytes(needed)} (with margin), ${formatBytes(facts.free.availableBytes)} is free`,
+        { ...described, estimate },
+      ),
     );
   }
   const convert = {
@@ -117,9 +183,14 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
   });
 }
 
-function finishPlan(base: { host: string; guest: string; path: string; leftovers: string[] }, journal: Journal, identity: DiskPlan["identity"]): DiskPlan {
+function finishPlan(
+  base: { host: string; guest: string; path: string; leftovers: string[] },
+  journal: Journal,
+  identity: DiskPlan["identity"],
+): DiskPlan {
   const steps: Step[] = [];
-  if (journal.backup) steps.push({ kind: "keep-backup", description: "keep the original as a hard link beside it" });
+  if (journal.backup)
+    steps.push({ kind: "keep-backup", description: "keep the original as a hard link beside it" });
   steps.push(swapStep(), finishStep());
   return {
     ...base,
@@ -134,17 +205,28 @@ function finishPlan(base: { host: string; guest: string; path: string; leftovers
 function rewriteSteps(temp: string, keepBackup: boolean): Step[] {
   return [
     { kind: "convert", description: `qemu-img convert into ${temp}` },
-    { kind: "copy-attributes", description: "copy owner, group, mode and extended attributes from the original" },
+    {
+      kind: "copy-attributes",
+      description: "copy owner, group, mode and extended attributes from the original",
+    },
     { kind: "flush", description: "flush the new image to disk (convert itself does not)" },
-    { kind: "verify", description: "qemu-img compare with the original, qemu-img check, same size and options" },
-    ...(keepBackup ? [{ kind: "keep-backup" as const, description: "keep the original as a hard link beside it" }] : []),
+    {
+      kind: "verify",
+      description: "qemu-img compare with the original, qemu-img check, same size and options",
+    },
+    ...(keepBackup
+      ? [{ kind: "keep-backup" as const, description: "keep the original as a hard link beside it" }]
+      : []),
     swapStep(),
     finishStep(),
   ];
 }
 
 function swapStep(): Step {
-  return { kind: "swap", description: "check the image is not in use, then rename the new image over it atomically" };
+  return {
+    kind: "swap",
+    description: "check the image is not in use, then rename the new image over it atomically",
+  };
 }
 
 function finishStep(): Step {
@@ -152,7 +234,10 @@ function finishStep(): Step {
 }
 
 function removeLeftoversStep(leftovers: readonly string[]): Step {
-  return { kind: "remove-leftovers", description: `remove leftovers of an interrupted run: ${leftovers.join(", ")}` };
+  return {
+    kind: "remove-leftovers",
+    description: `remove leftovers of an interrupted run: ${leftovers.join(", ")}`,
+  };
 }
 
 /** A stale temporary image is removed before converting, so its space counts as free. */

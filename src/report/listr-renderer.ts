@@ -29,7 +29,9 @@ export function createListrRenderer(): Renderer {
     onEvent(event: RunEvent) {
       switch (event.type) {
         case "run-start": {
-          const hosts = event.plan.hosts.filter((h) => !h.unreachable && h.guests.some((g) => g.disks.length));
+          const hosts = event.plan.hosts.filter(
+            (h) => !h.unreachable && h.guests.some((g) => g.disks.length),
+          );
           const list = new Listr(
             hosts.map((host) => ({
               title: host.host,
@@ -78,7 +80,8 @@ export function createListrRenderer(): Renderer {
           show(event.disk.host, event.disk.path, `${event.step} ${event.percent.toFixed(0)}%`);
           return;
         case "step-end":
-          if (!event.ok) show(event.disk.host, event.disk.path, `${event.step} failed: ${event.message ?? ""}`);
+          if (!event.ok)
+            show(event.disk.host, event.disk.path, `${event.step} failed: ${event.message ?? ""}`);
           return;
         case "disk-end":
           views.get(key(event.result.host, event.result.path))?.resolve(event.result);
@@ -86,7 +89,16 @@ export function createListrRenderer(): Renderer {
         case "run-end":
           // Disks never started (interrupted run) must not keep listr waiting.
           for (const view of views.values()) {
-            view.resolve({ host: "", guest: "", path: "", action: "skip", status: "skipped", message: "not started", steps: [], durationMs: 0 });
+            view.resolve({
+              host: "",
+              guest: "",
+              path: "",
+              action: "skip",
+              status: "skipped",
+              message: "not started",
+              steps: [],
+              durationMs: 0,
+            });
           }
           return;
       }

@@ -6,7 +6,11 @@ import type { Writable } from "node:stream";
 import type { RunEvent } from "../run/events.js";
 import type { Renderer } from "./renderer.js";
 
-export function createPlainRenderer(out: Writable, progressEveryMs = 10_000, clock: () => Date = () => new Date()): Renderer {
+export function createPlainRenderer(
+  out: Writable,
+  progressEveryMs = 10_000,
+  clock: () => Date = () => new Date(),
+): Renderer {
   const lastProgress = new Map<string, number>();
   const line = (text: string) => out.write(`[${clock().toISOString().slice(11, 19)}] ${text}\n`);
   return {
@@ -16,7 +20,9 @@ export function createPlainRenderer(out: Writable, progressEveryMs = 10_000, clo
         case "run-end":
           return;
         case "disk-start":
-          line(`${event.disk.host} ${event.disk.guest} ${event.disk.path}: ${event.plan.action} (${event.plan.reason})`);
+          line(
+            `${event.disk.host} ${event.disk.guest} ${event.disk.path}: ${event.plan.action} (${event.plan.reason})`,
+          );
           return;
         case "step-start":
           line(`${event.disk.host} ${event.disk.path}: ${event.step} started`);
@@ -35,7 +41,9 @@ export function createPlainRenderer(out: Writable, progressEveryMs = 10_000, clo
           );
           return;
         case "disk-end":
-          line(`${event.result.host} ${event.result.guest} ${event.result.path}: ${event.result.status}: ${event.result.message}`);
+          line(
+            `${event.result.host} ${event.result.guest} ${event.result.path}: ${event.result.status}: ${event.result.message}`,
+          );
           return;
       }
     },

@@ -14,7 +14,8 @@ export function formatPlan(plan: Plan): string {
   const lines: string[] = [];
   for (const host of plan.hosts) {
     lines.push(`${host.host}${host.unreachable ? `  UNREACHABLE: ${host.unreachable}` : ""}`);
-    if (!host.unreachable && host.guests.length === 0) lines.push("  (no guests of the playbook on this host)");
+    if (!host.unreachable && host.guests.length === 0)
+      lines.push("  (no guests of the playbook on this host)");
     for (const guest of host.guests) {
       lines.push(`  guest ${guest.name}  (play: ${guest.play})`);
       for (const note of guest.notes) lines.push(`    note: ${note}`);
@@ -30,7 +31,9 @@ function formatDisk(disk: DiskPlan): string[] {
   const lines = [`    ${disk.path}`, `      ${VERB[disk.action]}: ${disk.reason}`];
   if (disk.estimate) {
     const e = disk.estimate;
-    lines.push(`      allocated ${formatBytes(e.allocatedBefore)} → at most ${formatBytes(e.allocatedAfter)} (estimate)`);
+    lines.push(
+      `      allocated ${formatBytes(e.allocatedBefore)} → at most ${formatBytes(e.allocatedAfter)} (estimate)`,
+    );
   }
   disk.steps.forEach((step, i) => {
     lines.push(`      ${i + 1}. ${step.description}`);
@@ -41,7 +44,10 @@ function formatDisk(disk: DiskPlan): string[] {
 export function formatTotals(plan: Plan): string {
   const t = plan.totals;
   const disks = (n: number) => `${n} disk${n === 1 ? "" : "s"}`;
-  const reclaim = t.disksToRewrite > 0 ? `, ~${formatBytes(t.estimatedReclaim)} to reclaim (estimated from qemu-img measure, an upper bound of the new sizes)` : "";
+  const reclaim =
+    t.disksToRewrite > 0
+      ? `, ~${formatBytes(t.estimatedReclaim)} to reclaim (estimated from qemu-img measure, an upper bound of the new sizes)`
+      : "";
   const unreachable = plan.hosts.filter((h) => h.unreachable).length;
   return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
 }

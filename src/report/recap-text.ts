@@ -8,7 +8,9 @@ export function formatRecap(result: RunResult): string {
     const sizes =
       d.allocatedAfter !== undefined && d.allocatedBefore !== undefined
         ? `  ${formatBytes(d.allocatedBefore)} → ${formatBytes(d.allocatedAfter)}` +
-          (d.estimate && d.status === "changed" ? ` (estimated at most ${formatBytes(d.estimate.allocatedAfter)})` : "")
+          (d.estimate && d.status === "changed"
+            ? ` (estimated at most ${formatBytes(d.estimate.allocatedAfter)})`
+            : "")
         : "";
     lines.push(`${d.status.padEnd(7)} ${d.host} ${d.guest} ${d.path}: ${d.message}${sizes}`);
   }
@@ -17,7 +19,9 @@ export function formatRecap(result: RunResult): string {
   for (const h of result.hosts) {
     const counts = `ok=${h.ok} changed=${h.changed} skipped=${h.skipped} failed=${h.failed} unreachable=${h.unreachable ? 1 : 0}`;
     const bytes = `allocated ${formatBytes(h.allocatedBefore)} → ${formatBytes(h.allocatedAfter)}, reclaimed ${formatBytes(h.reclaimed)}`;
-    lines.push(`${h.host.padEnd(width)} : ${counts}  ${h.unreachable ? `(${h.unreachableReason ?? "unreachable"})` : bytes}`);
+    lines.push(
+      `${h.host.padEnd(width)} : ${counts}  ${h.unreachable ? `(${h.unreachableReason ?? "unreachable"})` : bytes}`,
+    );
   }
   const total = result.hosts.reduce((sum, h) => sum + h.reclaimed, 0);
   lines.push(`reclaimed ${formatBytes(total)} in ${(result.durationMs / 1000).toFixed(1)} s`);

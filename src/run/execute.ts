@@ -44,12 +44,20 @@ export async function executePlan(options: ExecuteOptions): Promise<RunResult> {
     return results;
   });
   const disks = perHost.flat();
-  const result: RunResult = { disks, hosts: recapHosts(plan, disks), durationMs: performance.now() - started };
+  const result: RunResult = {
+    disks,
+    hosts: recapHosts(plan, disks),
+    durationMs: performance.now() - started,
+  };
   emit({ type: "run-end", result });
   return result;
 }
 
-async function executeDisk(planned: DiskPlan, transport: Transport, options: ExecuteOptions): Promise<DiskResult> {
+async function executeDisk(
+  planned: DiskPlan,
+  transport: Transport,
+  options: ExecuteOptions,
+): Promise<DiskResult> {
   const disk = { host: planned.host, guest: planned.guest, path: planned.path };
   const policy = options.policies.get(policyKey(planned.host, planned.path));
   let current = planned;
@@ -57,7 +65,12 @@ async function executeDisk(planned: DiskPlan, transport: Transport, options: Exe
     try {
       current = await checkRewrite(transport, { ...disk, policy });
     } catch (error) {
-      current = { ...planned, action: "skip", reason: `facts could not be read again: ${(error as Error).message}`, steps: [] };
+      current = {
+        ...planned,
+        action: "skip",
+        reason: `facts could not be read again: ${(error as Error).message}`,
+        steps: [],
+      };
     }
   }
   options.emit({ type: "disk-start", disk, plan: current });

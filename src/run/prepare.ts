@@ -60,12 +60,19 @@ async function planGuest(
 ): Promise<GuestOnHost> {
   const disks = await mapLimit(guest.disks, FACTS_PER_HOST, (disk) => {
     policies.set(policyKey(host.name, disk.path), guest.policy);
-    return checkRewrite(transport, { host: host.name, guest: guest.name, path: disk.path, policy: guest.policy });
+    return checkRewrite(transport, {
+      host: host.name,
+      guest: guest.name,
+      path: disk.path,
+      policy: guest.policy,
+    });
   });
   const notes =
     guest.policy.zero === "none"
       ? []
-      : [`zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`];
+      : [
+          `zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`,
+        ];
   return { host: host.name, guest: guest.name, play: play.name, pinned, notes, disks };
 }
 

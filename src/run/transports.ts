@@ -1,8 +1,8 @@
 /** One transport per inventory host for the whole run. */
 import type { InventoryHost } from "../inventory/model.js";
+import { withBecome } from "../transport/become.js";
 import { createLocalTransport } from "../transport/local.js";
 import type { Transport } from "../transport/transport.js";
-import { withBecome } from "../transport/become.js";
 
 export type Opened = { transport: Transport } | { unreachable: string };
 
@@ -13,6 +13,8 @@ export async function openTransport(host: InventoryHost): Promise<Opened> {
       return { transport: host.become && process.getuid?.() !== 0 ? withBecome(local) : local };
     }
     case "ssh":
-      return { unreachable: "SSH connections are not supported by this version yet (only ansible_connection: local)" };
+      return {
+        unreachable: "SSH connections are not supported by this version yet (only ansible_connection: local)",
+      };
   }
 }

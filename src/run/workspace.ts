@@ -19,7 +19,15 @@ export interface Workspace {
 export function implicitInventory(): Inventory {
   return {
     file: "(implicit localhost)",
-    hosts: [{ name: "localhost", connection: { kind: "local" }, become: false, vars: {}, groups: ["all", "ungrouped"] }],
+    hosts: [
+      {
+        name: "localhost",
+        connection: { kind: "local" },
+        become: false,
+        vars: {},
+        groups: ["all", "ungrouped"],
+      },
+    ],
     groups: [
       { name: "all", hosts: [], children: ["ungrouped"], vars: {} },
       { name: "ungrouped", hosts: ["localhost"], children: [], vars: {} },
@@ -32,7 +40,10 @@ export async function readInventory(file: string | undefined): Promise<Inventory
   return loadInventory(file, await readText(file));
 }
 
-export async function loadWorkspace(inventoryFile: string | undefined, playbookFiles: readonly string[]): Promise<Workspace> {
+export async function loadWorkspace(
+  inventoryFile: string | undefined,
+  playbookFiles: readonly string[],
+): Promise<Workspace> {
   const diagnostics: Diagnostic[] = [];
   let inventory: Inventory | undefined;
   try {
@@ -69,7 +80,8 @@ async function readText(file: string): Promise<string> {
     return await readFile(file, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message;
+    const why =
+      code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message;
     throw new ConfigError([{ file, line: 1, column: 1, message: `cannot read: ${why}` }]);
   }
 }

@@ -57,7 +57,10 @@ export function renameArgv(from: string, to: string): string[] {
 
 /** Write a small file durably and atomically: a reader sees the old or the new content, never half. */
 export function writeFileAtomicArgv(path: string): string[] {
-  return shellScript('cat > "$1.new" && sync -- "$1.new" && mv -f -- "$1.new" "$1" && sync -- "$(dirname -- "$1")"', [path]);
+  return shellScript(
+    'cat > "$1.new" && sync -- "$1.new" && mv -f -- "$1.new" "$1" && sync -- "$(dirname -- "$1")"',
+    [path],
+  );
 }
 
 /** Progress lines of `qemu-img convert -p`: `    (12.34/100%)\r`. Returns the last percentage seen. */

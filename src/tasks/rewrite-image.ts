@@ -11,13 +11,18 @@ import { gatherDiskFacts } from "../facts/disk.js";
 import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
 import { imageInfoShared, imageProbe } from "../facts/image-info.js";
-import { identityOf, sameIdentity, type Journal } from "../image/journal.js";
+import { identityOf, type Journal, sameIdentity } from "../image/journal.js";
 import { backupPath, imagePaths } from "../image/paths.js";
 import { decideDisk } from "../plan/decide-disk.js";
 import type { DiskPlan, Step } from "../plan/plan.js";
 import type { EmitEvent } from "../run/events.js";
 import type { DiskResult, DiskStatus, StepResult } from "../run/results.js";
-import { describeFailure, type CommandResult, type CommandSpec, type Transport } from "../transport/transport.js";
+import {
+  type CommandResult,
+  type CommandSpec,
+  describeFailure,
+  type Transport,
+} from "../transport/transport.js";
 import * as cmd from "./host-commands.js";
 
 export interface RewriteTarget {
@@ -82,7 +87,8 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
         startedAt: ctx.now().toISOString(),
       }
     : undefined;
-  const writeJournal = (j: Journal) => must(cmd.writeFileAtomicArgv(paths.journal), { stdin: `${JSON.stringify(j)}\n` });
+  const writeJournal = (j: Journal) =>
+    must(cmd.writeFileAtomicArgv(paths.journal), { stdin: `${JSON.stringify(j)}\n` });
   let swapped = plan.action === "cleanup";
 
   const doStep = async (step: Step): Promise<string | undefined> => {
@@ -136,7 +142,14 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
       const message = await doStep(step);
       const durationMs = performance.now() - stepStarted;
       steps.push({ kind: step.kind, ok: true, durationMs, ...(message ? { message } : {}) });
-      ctx.emit({ type: "step-end", disk, step: step.kind, ok: true, durationMs, ...(message ? { message } : {}) });
+      ctx.emit({
+        type: "step-end",
+        disk,
+        step: step.kind,
+        ok: true,
+        durationMs,
+        ...(message ? { message } : {}),
+      });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const durationMs = performance.now() - stepStarted;
@@ -150,7 +163,11 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
   const after = await gather(ctx.transport, fileStat, { path: plan.path }, FACT_TIMEOUT_MS);
   const allocatedAfter = after.exists ? after.allocated : undefined;
   const summary =
-    plan.action === "cleanup" ? plan.reason : plan.action === "finish" ? "finished an interrupted rewrite" : "rewritten and verified";
+    plan.action === "cleanup"
+      ? plan.reason
+      : plan.action === "finish"
+        ? "finished an interrupted rewrite"
+        : "rewritten and verified";
   return result("changed", summary, allocatedAfter === undefined ? {} : { allocatedAfter });
 }
 
@@ -163,10 +180,12 @@ async function verify(
   const spec = plan.convert;
   if (!spec) throw new StepFailed("the plan has no conversion details");
   const compare = await transport.run({ argv: cmd.compareArgv(spec.sourceFormat, plan.path, temp) });
-  if (compare.exitCode === 1) throw new StepFailed(`the new image differs from the original: ${compare.stdout.trim()}`);
+  if (compare.exitCode === 1)
+    throw new StepFailed(`the new image differs from the original: ${compare.stdout.trim()}`);
   if (compare.exitCode !== 0) throw new StepFailed(describeFailure(compare));
   const check = await transport.run({ argv: cmd.checkArgv(spec.targetFormat, temp) });
-  if (check.exitCode !== 0) throw new StepFailed(`qemu-img check of the new image: ${describeFailure(check)}`);
+  if (check.exitCode !== 0)
+    throw new StepFailed(`qemu-img check of the new image: ${describeFailure(check)}`);
   const [original, converted] = await Promise.all([
     gather(transport, imageInfoShared, { path: plan.path }),
     gather(transport, imageInfoShared, { path: temp }),
@@ -176,10 +195,13 @@ async function verify(
   }
   for (const key of Object.keys(original.options) as (keyof typeof original.options)[]) {
     if (original.options[key] !== converted.options[key]) {
-      throw new StepFailed(`image option ${key} changed: ${String(original.options[key])} → ${String(converted.options[key])}`);
+      throw new StepFailed(
+        `image option ${key} changed: ${String(original.options[key])} → ${String(converted.options[key])}`,
+      );
     }
   }
-  if (original.bitmaps.join() !== converted.bitmaps.join()) throw new StepFailed("persistent bitmaps were not carried over");
+  if (original.bitmaps.join() !== converted.bitmaps.join())
+    throw new StepFailed("persistent bitmaps were not carried over");
   const stat = await gather(transport, fileStat, { path: temp });
   if (!stat.exists) throw new StepFailed("the new image vanished");
   await recordVerified(identityOf(stat));

@@ -3,8 +3,8 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import type { CommandResult, CommandSpec, Transport } from "./transport.js";
 import { TransportError } from "../errors.js";
+import type { CommandResult, CommandSpec, Transport } from "./transport.js";
 
 /** How long a command gets between SIGTERM and SIGKILL after its timeout. */
 const KILL_GRACE_MS = 3000;

@@ -4,7 +4,10 @@ import { listInventory } from "../../inventory/list.js";
 import { readInventory } from "../../run/workspace.js";
 import { type CliIo, print } from "../io.js";
 
-export async function inventoryCommand(options: { inventory?: string; list: boolean }, io: CliIo): Promise<number> {
+export async function inventoryCommand(
+  options: { inventory?: string; list: boolean },
+  io: CliIo,
+): Promise<number> {
   if (!options.list) throw new UsageError("inventory: say what to show (--list)");
   const inventory = await readInventory(options.inventory);
   print(io.stdout, JSON.stringify(listInventory(inventory), null, 2));

@@ -45,7 +45,9 @@ export async function planCommand(options: PlanOptions, io: CliIo): Promise<numb
 
 export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<number> {
   if (!options.yes && !io.interactive) {
-    throw new UsageError("apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)");
+    throw new UsageError(
+      "apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)",
+    );
   }
   const workspace = await loadWorkspace(options.inventory, options.playbooks);
   const prepared = await preparePlan({ ...workspace, forks: options.forks });
@@ -53,13 +55,23 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     const { plan } = prepared;
     if (!options.json) print(io.stdout, formatPlan(plan));
     if (!hasChanges(plan)) {
-      const result = await executePlan({ ...prepared, emit: () => {}, forks: options.forks, ...signalOf(options) });
+      const result = await executePlan({
+        ...prepared,
+        emit: () => {},
+        forks: options.forks,
+        ...signalOf(options),
+      });
       report(io, options, plan, result, "No changes: nothing to apply.");
       return exitCodeOf(result);
     }
     if (!options.yes) await confirm(io);
     const renderer = chooseRenderer(io, options);
-    const result = await executePlan({ ...prepared, emit: (e) => renderer.onEvent(e), forks: options.forks, ...signalOf(options) });
+    const result = await executePlan({
+      ...prepared,
+      emit: (e) => renderer.onEvent(e),
+      forks: options.forks,
+      ...signalOf(options),
+    });
     await renderer.done();
     report(io, options, plan, result);
     if (options.signal?.aborted) return EXIT.interrupted;

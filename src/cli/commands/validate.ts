@@ -2,9 +2,15 @@
 import { loadWorkspace } from "../../run/workspace.js";
 import { type CliIo, print } from "../io.js";
 
-export async function validateCommand(options: { inventory?: string; playbooks: string[] }, io: CliIo): Promise<number> {
+export async function validateCommand(
+  options: { inventory?: string; playbooks: string[] },
+  io: CliIo,
+): Promise<number> {
   const ws = await loadWorkspace(options.inventory, options.playbooks);
   const guests = ws.plays.reduce((n, p) => n + p.guests.length, 0);
-  print(io.stdout, `valid: ${ws.plays.length} play(s), ${guests} guest(s), ${ws.inventory.hosts.length} inventory host(s)`);
+  print(
+    io.stdout,
+    `valid: ${ws.plays.length} play(s), ${guests} guest(s), ${ws.inventory.hosts.length} inventory host(s)`,
+  );
   return 0;
 }

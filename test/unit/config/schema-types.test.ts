@@ -48,7 +48,7 @@ function forTypes(node: unknown): unknown {
 
 const pascal = (key: string) => key.replace(/(?:^|_)(.)/g, (_, c: string) => c.toUpperCase());
 
-export async function generatePlaybookTypes(): Promise<string> {
+async function generatePlaybookTypes(): Promise<string> {
   const schema = JSON.parse(readFileSync(SCHEMA_FILE, "utf8")) as JSONSchema & { $id: string };
   return compile(forTypes(schema) as JSONSchema, "PlaybookFile", {
     bannerComment: BANNER,

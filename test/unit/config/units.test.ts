@@ -2,7 +2,13 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { Reserve } from "../../../src/config/model.js";
 import { compileSchema } from "../../../src/config/schema-check.js";
-import { formatBytes, parseDuration, parseRatio, parseReserve, parseSize } from "../../../src/config/units.js";
+import {
+  formatBytes,
+  parseDuration,
+  parseRatio,
+  parseReserve,
+  parseSize,
+} from "../../../src/config/units.js";
 
 const schema = JSON.parse(
   readFileSync(new URL("../../../schemas/playbook.schema.json", import.meta.url), "utf8"),
@@ -22,7 +28,11 @@ const MiB = 2 ** 20;
  * accepts it. The schema refuses whatever does not parse, except values of the right form that
  * are out of range, which the loader reports instead.
  */
-type Row<T> = [input: string | number, parsed: T | undefined, schema: "accepts" | "refuses" | "accepts its form (out of range)"];
+type Row<T> = [
+  input: string | number,
+  parsed: T | undefined,
+  schema: "accepts it" | "refuses it" | "accepts its form (out of range)",
+];
 
 const sizes: Row<number>[] = [
   [0, 0, "accepts it"],
@@ -122,11 +132,11 @@ const reserves: Row<Reserve>[] = [
 ];
 
 describe.each([
-  { name: "size", parse: parseSize, rows: sizes },
-  { name: "ratio", parse: parseRatio, rows: ratios },
-  { name: "duration", parse: parseDuration, rows: durations },
-  { name: "reserve", parse: parseReserve, rows: reserves },
-] as const)("a $name", ({ name, parse, rows }) => {
+  ["size", parseSize, sizes],
+  ["ratio", parseRatio, ratios],
+  ["duration", parseDuration, durations],
+  ["reserve", parseReserve, reserves],
+] as const)("a %s", (name, parse, rows) => {
   const accepts = schemaAccepts(name);
 
   it.each(rows as Row<unknown>[])("%j parses to %j; the schema %s", (input, parsed, verdict) => {

@@ -5,7 +5,9 @@ import { result } from "../../helpers/results.js";
 
 describe("file status parsing", () => {
   it("reads identity, sizes and ownership", () => {
-    expect(parseFileStat(result("regular file|2049|131|420675584|821640|512|64055|64055|600|1795592622|1\n"))).toEqual({
+    expect(
+      parseFileStat(result("regular file|2049|131|420675584|821640|512|64055|64055|600|1795592622|1\n")),
+    ).toEqual({
       exists: true,
       type: "file",
       device: 2049,
@@ -21,15 +23,21 @@ describe("file status parsing", () => {
   });
 
   it("tells a symbolic link from the file it points at", () => {
-    expect(parseFileStat(result("symbolic link|2049|5|12|0|512|0|0|777|1|1\n"))).toMatchObject({ type: "symlink" });
+    expect(parseFileStat(result("symbolic link|2049|5|12|0|512|0|0|777|1|1\n"))).toMatchObject({
+      type: "symlink",
+    });
   });
 
   it("reports a missing file as absent rather than failing", () => {
-    expect(parseFileStat(result("", 1, "stat: cannot statx '/x': No such file or directory"))).toEqual({ exists: false });
+    expect(parseFileStat(result("", 1, "stat: cannot statx '/x': No such file or directory"))).toEqual({
+      exists: false,
+    });
   });
 
   it("fails on other errors", () => {
-    expect(() => parseFileStat(result("", 1, "stat: cannot statx '/x': Permission denied"))).toThrow(/Permission denied/);
+    expect(() => parseFileStat(result("", 1, "stat: cannot statx '/x': Permission denied"))).toThrow(
+      /Permission denied/,
+    );
   });
 });
 

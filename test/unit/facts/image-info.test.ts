@@ -6,8 +6,22 @@ import { fixture, result } from "../../helpers/results.js";
 describe("qemu-img info parsing", () => {
   it("reads format, sizes and the qcow2 options a rewrite must carry over", () => {
     const info = parseImageInfo(result(fixture("qemu-img/info-plain.json")));
-    expect(info).toMatchObject({ format: "qcow2", virtualSize: 1073741824, snapshots: [], encrypted: false, dirty: false, corrupt: false });
-    expect(info.options).toEqual({ compat: "1.1", clusterSize: 65536, lazyRefcounts: false, compressionType: "zlib", extendedL2: false, refcountBits: 16 });
+    expect(info).toMatchObject({
+      format: "qcow2",
+      virtualSize: 1073741824,
+      snapshots: [],
+      encrypted: false,
+      dirty: false,
+      corrupt: false,
+    });
+    expect(info.options).toEqual({
+      compat: "1.1",
+      clusterSize: 65536,
+      lazyRefcounts: false,
+      compressionType: "zlib",
+      extendedL2: false,
+      refcountBits: 16,
+    });
     expect(info.backingFile).toBeUndefined();
   });
 
@@ -34,7 +48,9 @@ describe("qemu-img info parsing", () => {
   });
 
   it("turns a failed command into an error with qemu-img's message", () => {
-    expect(() => parseImageInfo(result("", 1, "qemu-img: Could not open '/x': No such file or directory"))).toThrow(/No such file/);
+    expect(() =>
+      parseImageInfo(result("", 1, "qemu-img: Could not open '/x': No such file or directory")),
+    ).toThrow(/No such file/);
   });
 });
 
@@ -58,6 +74,10 @@ describe("the in-use probe", () => {
 
 describe("qemu-img measure parsing", () => {
   it("reads the required size and the bitmaps' share", () => {
-    expect(parseImageMeasure(result(fixture("qemu-img/measure-bitmaps.json")))).toEqual({ required: 327680, fullyAllocated: 105185280, bitmaps: 196608 });
+    expect(parseImageMeasure(result(fixture("qemu-img/measure-bitmaps.json")))).toEqual({
+      required: 327680,
+      fullyAllocated: 105185280,
+      bitmaps: 196608,
+    });
   });
 });

@@ -1,17 +1,29 @@
 import { describe, expect, it } from "vitest";
 import type { DiskFacts } from "../../../src/facts/disk.js";
 import { decideDisk } from "../../../src/plan/decide-disk.js";
-import { bloatedDisk, GiB, MiB, policy } from "../../helpers/facts.js";
+import { bloatedDisk, GiB, healthyInfo, MiB, policy } from "../../helpers/facts.js";
 
-const decide = (facts: DiskFacts, p = policy) => decideDisk({ host: "kvm01", guest: "web01", policy: p, facts });
-const info = bloatedDisk().info!;
+const decide = (facts: DiskFacts, p = policy) =>
+  decideDisk({ host: "kvm01", guest: "web01", policy: p, facts });
+const info = healthyInfo;
 
 describe("deciding what to do with a disk", () => {
   it("rewrites a bloated image, converting before verifying before swapping", () => {
     const plan = decide(bloatedDisk());
     expect(plan.action).toBe("rewrite");
-    expect(plan.estimate).toMatchObject({ allocatedBefore: 4 * GiB, allocatedAfter: 1 * GiB, reclaim: 3 * GiB });
-    expect(plan.steps.map((s) => s.kind)).toEqual(["convert", "copy-attributes", "flush", "verify", "swap", "finish-journal"]);
+    expect(plan.estimate).toMatchObject({
+      allocatedBefore: 4 * GiB,
+      allocatedAfter: 1 * GiB,
+      reclaim: 3 * GiB,
+    });
+    expect(plan.steps.map((s) => s.kind)).toEqual([
+      "convert",
+      "copy-attributes",
+      "flush",
+      "verify",
+      "swap",
+      "finish-journal",
+    ]);
   });
 
   it("carries the original's qcow2 options into the conversion", () => {
@@ -32,7 +44,9 @@ describe("deciding what to do with a disk", () => {
   });
 
   it("leaves an image alone when it would give back less than min_reclaimable", () => {
-    const plan = decide(bloatedDisk({ measure: { required: 4 * GiB - 100 * MiB, fullyAllocated: 20 * GiB, bitmaps: 0 } }));
+    const plan = decide(
+      bloatedDisk({ measure: { required: 4 * GiB - 100 * MiB, fullyAllocated: 20 * GiB, bitmaps: 0 } }),
+    );
     expect(plan.action).toBe("ok");
     expect(plan.reason).toMatch(/below min_reclaimable 256 MiB/);
     expect(plan.steps).toEqual([]);
@@ -45,18 +59,42 @@ describe("deciding what to do with a disk", () => {
   });
 
   it.each<[string, Partial<DiskFacts>, RegExp]>([
-    ["an image in use", { inUse: { message: 'Failed to get shared "write" lock' } }, /in use by a running process/],
-    ["internal snapshots", { info: { ...info, snapshots: ["before-upgrade"] } }, /internal snapshots \(before-upgrade\)/],
+    [
+      "an image in use",
+      { inUse: { message: 'Failed to get shared "write" lock' } },
+      /in use by a running process/,
+    ],
+    [
+      "internal snapshots",
+      { info: { ...info, snapshots: ["before-upgrade"] } },
+      /internal snapshots \(before-upgrade\)/,
+    ],
     ["a backing file", { info: { ...info, backingFile: "/images/base.qcow2" } }, /backing file.*flatten/],
     ["encryption", { info: { ...info, encrypted: true } }, /encrypted/],
     ["a raw image", { info: { ...info, format: "raw", options: {} } }, /format raw/],
     ["a corrupt image", { info: { ...info, corrupt: true } }, /corrupt/],
     ["a dirty image", { info: { ...info, dirty: true } }, /dirty flag/],
     ["a missing file", { stat: { exists: false } }, /no such file/],
-    ["a symbolic link", { stat: { ...(bloatedDisk().stat as object), type: "symlink" } as DiskFacts["stat"] }, /symbolic link/],
-    ["hard links", { stat: { ...(bloatedDisk().stat as object), links: 2 } as DiskFacts["stat"] }, /2 hard links/],
-    ["too little free space", { free: { availableBytes: 512 * MiB } }, /not enough free space .*needs up to 1\.1 GiB.*512 MiB is free/],
-    ["another runner's conversion", { temp: { ...(bloatedDisk().stat as object), inode: 78 } as DiskFacts["stat"], tempInUse: true }, /another process is rewriting/],
+    [
+      "a symbolic link",
+      { stat: { ...(bloatedDisk().stat as object), type: "symlink" } as DiskFacts["stat"] },
+      /symbolic link/,
+    ],
+    [
+      "hard links",
+      { stat: { ...(bloatedDisk().stat as object), links: 2 } as DiskFacts["stat"] },
+      /2 hard links/,
+    ],
+    [
+      "too little free space",
+      { free: { availableBytes: 512 * MiB } },
+      /not enough free space .*needs up to 1\.1 GiB.*512 MiB is free/,
+    ],
+    [
+      "another runner's conversion",
+      { temp: { ...(bloatedDisk().stat as object), inode: 78 } as DiskFacts["stat"], tempInUse: true },
+      /another process is rewriting/,
+    ],
   ])("refuses %s and says why", (_name, overrides, reason) => {
     const plan = decide(bloatedDisk(overrides));
     expect(plan.action).toBe("skip");
@@ -70,14 +108,25 @@ describe("deciding what to do with a disk", () => {
   const converted = { device: tempStat.device, inode: 99, size: tempStat.size, mtimeSec: tempStat.mtimeSec };
   const journal = (phase: string, extra: object = {}) => ({
     exists: true as const,
-    text: JSON.stringify({ version: 1, image: "/images/web01.qcow2", temp: "/images/.web01.qcow2.reclaim-tmp", phase, original, startedAt: "x", ...extra }),
+    text: JSON.stringify({
+      version: 1,
+      image: "/images/web01.qcow2",
+      temp: "/images/.web01.qcow2.reclaim-tmp",
+      phase,
+      original,
+      startedAt: "x",
+      ...extra,
+    }),
   });
 
   it("removes a half-made temporary image first, then rewrites again", () => {
     const plan = decide(bloatedDisk({ temp: tempStat, journal: journal("converting") }));
     expect(plan.action).toBe("rewrite");
     expect(plan.steps[0]?.kind).toBe("remove-leftovers");
-    expect(plan.leftovers).toEqual(["/images/.web01.qcow2.reclaim-tmp", "/images/.web01.qcow2.reclaim-journal"]);
+    expect(plan.leftovers).toEqual([
+      "/images/.web01.qcow2.reclaim-tmp",
+      "/images/.web01.qcow2.reclaim-journal",
+    ]);
   });
 
   it("finishes a verified rewrite that was interrupted before its swap", () => {
@@ -88,7 +137,9 @@ describe("deciding what to do with a disk", () => {
 
   it("does not finish when the original changed since it was verified", () => {
     const changed = { ...stat, mtimeSec: stat.mtimeSec + 60 };
-    const plan = decide(bloatedDisk({ stat: changed, temp: tempStat, journal: journal("verified", { converted }) }));
+    const plan = decide(
+      bloatedDisk({ stat: changed, temp: tempStat, journal: journal("verified", { converted }) }),
+    );
     expect(plan.action).toBe("rewrite");
     expect(plan.steps[0]?.kind).toBe("remove-leftovers");
   });
@@ -101,13 +152,18 @@ describe("deciding what to do with a disk", () => {
   });
 
   it("cleans up leftovers even when the image itself needs nothing", () => {
-    const plan = decide(bloatedDisk({ temp: tempStat, journal: journal("converting") }), { ...policy, minRatio: 0.99 });
+    const plan = decide(bloatedDisk({ temp: tempStat, journal: journal("converting") }), {
+      ...policy,
+      minRatio: 0.99,
+    });
     expect(plan.action).toBe("cleanup");
     expect(plan.steps.map((s) => s.kind)).toEqual(["remove-leftovers"]);
   });
 
   it("counts a stale temporary image's space as free, since it is removed first", () => {
-    const plan = decide(bloatedDisk({ free: { availableBytes: 200 * MiB }, temp: tempStat, journal: journal("converting") }));
+    const plan = decide(
+      bloatedDisk({ free: { availableBytes: 200 * MiB }, temp: tempStat, journal: journal("converting") }),
+    );
     expect(plan.action).toBe("rewrite");
   });
 });

@@ -1,12 +1,32 @@
 import { describe, expect, it } from "vitest";
 import { compareArgv, convertArgv, parseConvertProgress } from "../../../src/tasks/host-commands.js";
 
-const spec = { sourceFormat: "qcow2", targetFormat: "qcow2" as const, options: ["compat=1.1", "lazy_refcounts=on"], bitmaps: true, compress: false, keepBackup: false };
+const spec = {
+  sourceFormat: "qcow2",
+  targetFormat: "qcow2" as const,
+  options: ["compat=1.1", "lazy_refcounts=on"],
+  bitmaps: true,
+  compress: false,
+  keepBackup: false,
+};
 
 describe("host commands", () => {
   it("converts with explicit formats, the original's options and bitmaps, and never -U", () => {
     const argv = convertArgv(spec, "/i/a.qcow2", "/i/.a.qcow2.reclaim-tmp");
-    expect(argv).toEqual(["qemu-img", "convert", "-p", "-f", "qcow2", "-O", "qcow2", "-o", "compat=1.1,lazy_refcounts=on", "--bitmaps", "/i/a.qcow2", "/i/.a.qcow2.reclaim-tmp"]);
+    expect(argv).toEqual([
+      "qemu-img",
+      "convert",
+      "-p",
+      "-f",
+      "qcow2",
+      "-O",
+      "qcow2",
+      "-o",
+      "compat=1.1,lazy_refcounts=on",
+      "--bitmaps",
+      "/i/a.qcow2",
+      "/i/.a.qcow2.reclaim-tmp",
+    ]);
     expect(argv).not.toContain("-U");
   });
 

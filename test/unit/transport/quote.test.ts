@@ -2,7 +2,21 @@ import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { quoteArgv, quoteWord } from "../../../src/transport/quote.js";
 
-const hostile = ["plain", "", "with space", "it's", "$(touch /tmp/pwned)", "`id`", "a;b", "line\nbreak", "-rf", "ünïcode ✓", "\\back", '"dq"', "*"];
+const hostile = [
+  "plain",
+  "",
+  "with space",
+  "it's",
+  "$(touch /tmp/pwned)",
+  "`id`",
+  "a;b",
+  "line\nbreak",
+  "-rf",
+  "ünïcode ✓",
+  "\\back",
+  '"dq"',
+  "*",
+];
 
 describe("shell quoting", () => {
   it("leaves safe words alone", () => {
