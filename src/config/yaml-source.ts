@@ -21,8 +21,28 @@ export interface SourceDocument {
 /** Aliases expanded beyond this count are refused: a "billion laughs" document stays cheap. */
 const MAX_ALIAS_COUNT = 1000;
 
+/** Configuration files are small; these bounds keep hostile ones cheap to refuse. */
+const MAX_BYTES = 4 * 1024 * 1024;
+/** The yaml package recurses per nesting level and exhausts the stack around 20,000 levels. */
+const MAX_FLOW_DEPTH = 256;
+
 /** Parse YAML text, collecting syntax problems as diagnostics instead of throwing. */
 export function parseYaml(file: string, text: string): SourceDocument {
+  const refusal = refuseHostile(text);
+  if (refusal) {
+    const lines = new LineCounter();
+    const doc = parseDocument("", { lineCounter: lines });
+    lines.lineStarts = [0];
+    for (let i = 0; i < text.length && i < refusal.offset; i++) if (text[i] === "\n") lines.addNewLine(i + 1);
+    const { line, col } = lines.linePos(refusal.offset);
+    return {
+      file,
+      doc,
+      lines,
+      diagnostics: [{ file, line, column: col, message: refusal.message }],
+      value: null,
+    };
+  }
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const diagnostics: Diagnostic[] = [...doc.errors, ...doc.warnings].map((e) => {
@@ -48,6 +68,36 @@ export function parseYaml(file: string, text: string): SourceDocument {
     }
   }
   return { file, doc, lines, diagnostics, value };
+}
+
+/** Too large, or nested deeper than any configuration needs. */
+function refuseHostile(text: string): { offset: number; message: string } | undefined {
+  if (text.length > MAX_BYTES)
+    return { offset: 0, message: `file too large (${text.length} bytes; at most ${MAX_BYTES})` };
+  let depth = 0;
+  let quote = "";
+  let comment = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (comment) {
+      if (c === "\n") comment = false;
+    } else if (quote) {
+      // A quote also ends at a line break here: an apostrophe in a plain scalar must not hide
+      // the brackets that follow from the count.
+      if (c === quote || c === "\n") quote = "";
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === "#") {
+      comment = true;
+    } else if (c === "[" || c === "{") {
+      depth += 1;
+      if (depth > MAX_FLOW_DEPTH)
+        return { offset: i, message: `nested more than ${MAX_FLOW_DEPTH} levels deep` };
+    } else if (c === "]" || c === "}") {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+  return undefined;
 }
 
 function yamlMessage(code: string, message: string): string {

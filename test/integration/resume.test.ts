@@ -11,7 +11,14 @@ import { applyRewrite, checkRewrite } from "../../src/tasks/rewrite-image.js";
 import { createLocalTransport } from "../../src/transport/local.js";
 import type { CommandSpec, Transport } from "../../src/transport/transport.js";
 import { ensureBuilt, runCliProcess } from "../helpers/cli.js";
-import { bloatedImage, copySparse, identical, tempDir, writeLocalInventory, writePlaybook } from "../helpers/images.js";
+import {
+  bloatedImage,
+  copySparse,
+  identical,
+  tempDir,
+  writeLocalInventory,
+  writePlaybook,
+} from "../helpers/images.js";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -20,7 +27,10 @@ afterEach(() => {
 beforeAll(() => ensureBuilt(), 120_000);
 
 /** Runs everything for real except the first command `stopAt` matches, which never returns. */
-function stoppingTransport(stopAt: (spec: CommandSpec) => boolean): { transport: Transport; stopped: Promise<void> } {
+function stoppingTransport(stopAt: (spec: CommandSpec) => boolean): {
+  transport: Transport;
+  stopped: Promise<void>;
+} {
   const local = createLocalTransport();
   let reached: () => void = () => {};
   const stopped = new Promise<void>((r) => {
@@ -63,7 +73,9 @@ async function interruptedRun(stopAt: (spec: CommandSpec) => boolean) {
 
 describe("resuming an interrupted rewrite", { timeout: 60_000 }, () => {
   it("finishes with only the swap when the run stopped after verifying", async () => {
-    const { dir, image, playbook, inventory } = await interruptedRun((s) => s.argv[0] === "mv" && s.argv.includes("-T"));
+    const { dir, image, playbook, inventory } = await interruptedRun(
+      (s) => s.argv[0] === "mv" && s.argv.includes("-T"),
+    );
     const originalInode = statSync(image).ino;
     expect(existsSync(join(dir, ".vm.qcow2.reclaim-journal"))).toBe(true);
 
