@@ -32,7 +32,7 @@ export function createListrRenderer(): Renderer {
           const hosts = event.plan.hosts.filter(
             (h) => !h.unreachable && h.guests.some((g) => g.disks.length),
           );
-          const list = new Listr(
+          const list = new Listr<unknown, "default", "simple">(
             hosts.map((host) => ({
               title: host.host,
               task: (_ctx: unknown, hostTask: ListrTaskWrapper<unknown, never, never>) =>
@@ -65,7 +65,12 @@ export function createListrRenderer(): Renderer {
                   { concurrent: false, exitOnError: false },
                 ),
             })),
-            { concurrent: true, exitOnError: false },
+            {
+              concurrent: true,
+              exitOnError: false,
+              renderer: "default",
+              rendererOptions: { collapseSubtasks: false, collapseSkips: false },
+            },
           );
           finished = list.run().catch(() => undefined);
           return;

@@ -201,6 +201,28 @@ describe("a kill -9 during conversion", { timeout: 120_000 }, () => {
   }, 120_000);
 });
 
+describe("Ctrl-C during conversion", { timeout: 120_000 }, () => {
+  it("stops, removes the temporary image and the journal, and exits 130", async () => {
+    const { dir, inventory } = workspace();
+    const image = join(dir, "vm.qcow2");
+    randomImage(image, 1024, 4096);
+    copySparse(image, join(dir, "pristine.qcow2"));
+    const before = statSync(image);
+
+    const { child, done } = startCli(["apply", "--yes", "-i", inventory, writePlaybook(dir, [image])]);
+    const temp = join(dir, ".vm.qcow2.reclaim-tmp");
+    await waitFor(() => existsSync(temp) && statSync(temp).size > 32 * MiB, 60_000);
+    child.kill("SIGINT");
+    const run = await done;
+    expect(run.code).toBe(130);
+    expect(run.stderr).toMatch(/interrupted/);
+    expect(reclaimLeftovers(dir)).toEqual([]);
+    const after = statSync(image);
+    expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+    expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
+  });
+});
+
 async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
