@@ -52,6 +52,8 @@ export interface Guest {
   name: string;
   /** The inventory host the guest lives on; absent: looked for on every host of the play. */
   host?: string;
+  /** Where `host` is written, for messages about it. */
+  hostSource?: SourceRef;
   os: GuestOs;
   ssh?: GuestSsh;
   disks: GuestDisk[];
@@ -63,6 +65,8 @@ export interface Play {
   name: string;
   /** Ansible host pattern, resolved against the inventory. */
   hosts: string;
+  /** Where `hosts` is written, for messages about the pattern. */
+  hostsSource: SourceRef;
   become: boolean;
   policy: ReclaimPolicy;
   guests: Guest[];

@@ -42,10 +42,28 @@ export interface PolicyProblem {
  * @throws ConfigError with every problem found, in position order; nothing else for bad input.
  */
 export function loadPlaybook(file: string, text: string): LoadedPlaybook {
+  const read = readPlaybook(file, text);
+  if (read.diagnostics.length > 0 || !read.playbook) throw new ConfigError(read.diagnostics);
+  return { playbook: read.playbook, source: read.source };
+}
+
+export interface ReadPlaybook {
+  /** Present whenever the document is a list: plays with problems are resolved as far as they go. */
+  playbook?: Playbook;
+  source: SourceDocument;
+  /** Every problem, in position order. */
+  diagnostics: Diagnostic[];
+}
+
+/**
+ * Like loadPlaybook, but returns the problems with whatever could be resolved, so that checks
+ * against the inventory can still run and every problem is reported in one go.
+ */
+export function readPlaybook(file: string, text: string): ReadPlaybook {
   const source = parseYaml(file, text);
-  if (source.diagnostics.length > 0) throw new ConfigError(sortDiagnostics(source.diagnostics));
+  if (source.diagnostics.length > 0) return { source, diagnostics: sortDiagnostics(source.diagnostics) };
   const shapeProblem = checkTopLevel(source);
-  if (shapeProblem) throw new ConfigError([shapeProblem]);
+  if (shapeProblem) return { source, diagnostics: [shapeProblem] };
 
   const schemaProblems = checkSchema(source, schemaValidator("playbook"));
   const diagnostics: Diagnostic[] = [];
@@ -53,8 +71,7 @@ export function loadPlaybook(file: string, text: string): LoadedPlaybook {
   // One complaint per place: where the schema already objected, a second opinion is noise.
   const taken = new Set(schemaProblems.map((d) => `${d.line}:${d.column}`));
   const all = [...schemaProblems, ...diagnostics.filter((d) => !taken.has(`${d.line}:${d.column}`))];
-  if (all.length > 0) throw new ConfigError(sortDiagnostics(all));
-  return { playbook, source };
+  return { playbook, source, diagnostics: sortDiagnostics(all) };
 }
 
 const MAX_SIZE = formatBytes(Number.MAX_SAFE_INTEGER);
@@ -98,29 +115,6 @@ export function resolvePolicy(
     },
   };
   return { policy, problems };
-}
-
-/**
- * Check every play's `hosts` pattern with `check`, which returns an error message or undefined
- * (the inventory's pattern matcher). Each message is positioned at the play's `hosts` value when
- * `source` is given, else at the play.
- */
-export function validateHostPatterns(
-  playbook: Playbook,
-  source: SourceDocument | undefined,
-  check: (pattern: string) => string | undefined,
-): Diagnostic[] {
-  const out: Diagnostic[] = [];
-  playbook.plays.forEach((play, index) => {
-    const message = check(play.hosts);
-    if (message === undefined) return;
-    out.push(
-      source
-        ? diagnosticAt(source, [index, "hosts"], `hosts: ${message}`)
-        : { ...play.source, message: `hosts: ${message}` },
-    );
-  });
-  return sortDiagnostics(out);
 }
 
 /** The two mistakes that make every schema message beside the point. */
@@ -169,6 +163,7 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
       {
         name: play.name,
         hosts: play.hosts,
+        hostsSource: sourceRef(source, [...at, "hosts"]),
         become: play.become ?? false,
         policy: base,
         guests: resolved.filter((guest) => guest !== undefined),
@@ -216,7 +211,10 @@ function resolveGuest(
     policy: policyAt(source, at, raw, base, diagnostics),
     source: sourceRef(source, at),
   };
-  if (raw.host !== undefined) guest.host = raw.host;
+  if (raw.host !== undefined) {
+    guest.host = raw.host;
+    guest.hostSource = sourceRef(source, [...at, "host"]);
+  }
   if (isRecord(raw.ssh)) guest.ssh = resolveSsh(raw.ssh);
   return guest;
 }

@@ -4,11 +4,11 @@
 import { readFile } from "node:fs/promises";
 import type { Diagnostic } from "../config/diagnostic.js";
 import type { Play } from "../config/model.js";
-import { loadPlaybook, validateHostPatterns } from "../config/playbook.js";
+import { readPlaybook } from "../config/playbook.js";
+import { checkInventoryReferences } from "../config/references.js";
 import { ConfigError } from "../errors.js";
 import { loadInventory } from "../inventory/load.js";
 import type { Inventory } from "../inventory/model.js";
-import { selectHosts } from "../inventory/pattern.js";
 
 export interface Workspace {
   inventory: Inventory;
@@ -54,22 +54,17 @@ export async function loadWorkspace(
   }
   const plays: Play[] = [];
   for (const file of playbookFiles) {
-    try {
-      const loaded = loadPlaybook(file, await readText(file));
-      plays.push(...loaded.playbook.plays);
-      if (inventory) {
-        const known = inventory;
-        diagnostics.push(
-          ...validateHostPatterns(loaded.playbook, loaded.source, (pattern) => {
-            const r = selectHosts(known, pattern);
-            return "error" in r ? r.error : undefined;
-          }),
-        );
-      }
-    } catch (error) {
+    const text = await readText(file).catch((error: unknown) => {
       if (!(error instanceof ConfigError)) throw error;
       diagnostics.push(...error.diagnostics);
-    }
+      return undefined;
+    });
+    if (text === undefined) continue;
+    const read = readPlaybook(file, text);
+    diagnostics.push(...read.diagnostics);
+    if (!read.playbook) continue;
+    plays.push(...read.playbook.plays);
+    if (inventory) diagnostics.push(...checkInventoryReferences(read.playbook, inventory));
   }
   if (diagnostics.length > 0 || !inventory) throw new ConfigError(diagnostics);
   return { inventory, plays };

@@ -5,9 +5,10 @@
  */
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { deferCleanups } from "../helpers/cleanup.js";
 import { type CliRun, ensureBuilt, ROOT, runCliProcess } from "../helpers/cli.js";
-import { allocated, bloatedImage, tempDir, writeLocalInventory, writePlaybook } from "../helpers/images.js";
+import { allocated, bloatedImage, writeLocalInventory, writePlaybook } from "../helpers/images.js";
 
 const EXIT = { ok: 0, unreachable: 3, config: 4, usage: 5 } as const;
 
@@ -17,15 +18,10 @@ const SYNTAX_ERROR = "test/fixtures/cli/syntax-error.yml";
 const PRODUCTION = "test/fixtures/cli/production.yml";
 const MISSPELT_CHILDREN = "test/fixtures/inventory/misspelt-children.yml";
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const { workspace } = deferCleanups();
 
 function scratch(): string {
-  const t = tempDir("reclaim-cli-test-");
-  cleanups.push(t.cleanup);
-  return t.dir;
+  return workspace("reclaim-cli-test-").dir;
 }
 
 /** The `file:line:column: message` lines of stderr, in the order printed. */
@@ -376,7 +372,7 @@ describe("reclaim plan and apply on a real image", { timeout: 60_000 }, () => {
   });
 });
 
-describe("reclaim demo", { timeout: 120_000 }, () => {
+describe("reclaim demo", { timeout: 60_000 }, () => {
   it("runs the whole job, says Demo done, and leaves no temporary directory behind", async () => {
     const tmp = join(scratch(), "tmp");
     mkdirSync(tmp);

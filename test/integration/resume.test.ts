@@ -5,25 +5,16 @@
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY } from "../../src/config/playbook.js";
 import { applyRewrite, checkRewrite } from "../../src/tasks/rewrite-image.js";
 import { createLocalTransport } from "../../src/transport/local.js";
 import type { CommandSpec, Transport } from "../../src/transport/transport.js";
+import { deferCleanups } from "../helpers/cleanup.js";
 import { ensureBuilt, runCliProcess } from "../helpers/cli.js";
-import {
-  bloatedImage,
-  copySparse,
-  identical,
-  tempDir,
-  writeLocalInventory,
-  writePlaybook,
-} from "../helpers/images.js";
+import { bloatedImage, copySparse, identical, writePlaybook } from "../helpers/images.js";
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
+const { workspace } = deferCleanups();
 beforeAll(() => ensureBuilt(), 120_000);
 
 /** Runs everything for real except the first command `stopAt` matches, which never returns. */
@@ -55,8 +46,7 @@ function stoppingTransport(stopAt: (spec: CommandSpec) => boolean): {
 }
 
 async function interruptedRun(stopAt: (spec: CommandSpec) => boolean) {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
+  const t = workspace();
   const image = join(t.dir, "vm.qcow2");
   bloatedImage(image, { virtualMiB: 512, writtenMiB: 128, freedMiB: 96 });
   copySparse(image, join(t.dir, "pristine.qcow2"));
@@ -67,8 +57,7 @@ async function interruptedRun(stopAt: (spec: CommandSpec) => boolean) {
   const { transport, stopped } = stoppingTransport(stopAt);
   void applyRewrite(plan, { transport, emit: () => {}, now: () => new Date() });
   await stopped;
-  const inventory = writeLocalInventory(t.dir);
-  return { dir: t.dir, image, playbook: writePlaybook(t.dir, [image]), inventory };
+  return { dir: t.dir, image, playbook: writePlaybook(t.dir, [image]), inventory: t.inventory };
 }
 
 describe("resuming an interrupted rewrite", { timeout: 60_000 }, () => {

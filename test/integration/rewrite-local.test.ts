@@ -4,7 +4,8 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { deferCleanups } from "../helpers/cleanup.js";
 import { ensureBuilt, runCliProcess, startCli } from "../helpers/cli.js";
 import {
   allocated,
@@ -13,21 +14,10 @@ import {
   identical,
   MiB,
   randomImage,
-  tempDir,
-  writeLocalInventory,
   writePlaybook,
 } from "../helpers/images.js";
 
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const c of cleanups.splice(0)) c();
-});
-
-function workspace() {
-  const t = tempDir();
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, inventory: writeLocalInventory(t.dir) };
-}
+const { defer, workspace } = deferCleanups();
 
 /** Only the image (and any reference copies) may be left in the directory. */
 function reclaimLeftovers(dir: string): string[] {
@@ -112,7 +102,7 @@ describe("apply on the local host", { timeout: 60_000 }, () => {
     const before = statSync(image);
     // qemu-io keeps the image open (and locked, as a VM does) until its stdin closes.
     const holder = spawn("qemu-io", ["-f", "qcow2", image], { stdio: ["pipe", "ignore", "ignore"] });
-    cleanups.push(() => holder.kill("SIGKILL"));
+    defer(() => holder.kill("SIGKILL"));
     await waitFor(() => {
       try {
         execFileSync("qemu-img", ["info", image], { stdio: "ignore" });
@@ -153,7 +143,7 @@ describe("apply on the local host", { timeout: 60_000 }, () => {
     const small = join(dir, "small");
     execFileSync("mkdir", [small]);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=200m", "tmpfs", small]);
-    cleanups.unshift(() => execFileSync("umount", ["-l", small]));
+    defer(() => execFileSync("umount", ["-l", small]));
     const image = join(small, "vm.qcow2");
     // 150 MiB of data of which 30 MiB freed: the new image needs ~120 MiB (+64 MiB margin), ~50 MiB free.
     bloatedImage(image, { virtualMiB: 512, writtenMiB: 150, freedMiB: 30 });

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { formatDiagnostic } from "../../../src/config/diagnostic.js";
 import type { ReclaimPolicy } from "../../../src/config/model.js";
-import { DEFAULT_POLICY, loadPlaybook, validateHostPatterns } from "../../../src/config/playbook.js";
+import { DEFAULT_POLICY, loadPlaybook } from "../../../src/config/playbook.js";
 import { ConfigError } from "../../../src/errors.js";
 
 const GiB = 2 ** 30;
@@ -283,26 +283,5 @@ describe("a playbook with a problem", () => {
     ],
   ])("throws a ConfigError and nothing else for %s", (_, text) => {
     expect(() => loadPlaybook("bad.yml", text)).toThrow(ConfigError);
-  });
-});
-
-describe("validateHostPatterns", () => {
-  const loaded = load("playbooks/nightly.yml");
-  const check = (pattern: string) => (pattern.includes("!") ? `no host matches '${pattern}'` : undefined);
-
-  it("points a pattern's problem at the play's hosts value", () => {
-    expect(validateHostPatterns(loaded.playbook, loaded.source, check).map(formatDiagnostic)).toEqual([
-      "playbooks/nightly.yml:8:10: hosts: no host matches 'kvm0*:!kvm09'",
-    ]);
-  });
-
-  it("points at the play when the source document is not at hand", () => {
-    expect(validateHostPatterns(loaded.playbook, undefined, check).map(formatDiagnostic)).toEqual([
-      "playbooks/nightly.yml:7:3: hosts: no host matches 'kvm0*:!kvm09'",
-    ]);
-  });
-
-  it("says nothing when every pattern is fine", () => {
-    expect(validateHostPatterns(loaded.playbook, loaded.source, () => undefined)).toEqual([]);
   });
 });
