@@ -32,11 +32,21 @@ interface Reading {
   file: string;
   raw: RawInventory;
   diagnostics: Diagnostic[];
+  /** Groups a [name] or [name:children] section defines; [name:vars] alone defines nothing. */
+  defined: Set<string>;
+  /** [name:vars] sections, checked against `defined` at the end. */
+  varSections: { name: string; line: number; column: number }[];
 }
 
 /** Every problem in an INI inventory and what could be read of it. */
 export function readIniInventory(file: string, text: string): RawRead {
-  const reading: Reading = { file, raw: { file, groups: [] }, diagnostics: [] };
+  const reading: Reading = {
+    file,
+    raw: { file, groups: [] },
+    diagnostics: [],
+    defined: new Set(["all", "ungrouped"]),
+    varSections: [],
+  };
   // Hosts above the first section belong to no group but `all`, as hosts directly under `all:` in YAML.
   let section: Section = { kind: "hosts", group: declare(reading, "all", 1, 1) };
   text.split(/\r\n|\r|\n/).forEach((line, index) => {
@@ -55,7 +65,37 @@ export function readIniInventory(file: string, text: string): RawRead {
       readChildLine(reading, section.group, body, lineNo, start);
     }
   });
+  reportUndefinedGroups(reading);
   return { raw: reading.raw, diagnostics: reading.diagnostics };
+}
+
+/**
+ * Ansible's INI reader refuses a group that is only ever named in a :children or :vars section
+ * (unlike its YAML reader): there it is almost always a typo, so we refuse it too.
+ */
+function reportUndefinedGroups(reading: Reading): void {
+  for (const group of reading.raw.groups) {
+    for (const child of group.children) {
+      if (!reading.defined.has(child.name)) {
+        report(
+          reading,
+          child.at.line,
+          child.at.column,
+          `[${group.name}:children] names group '${child.name}', which is never defined (no [${child.name}] section)`,
+        );
+      }
+    }
+  }
+  for (const section of reading.varSections) {
+    if (!reading.defined.has(section.name)) {
+      report(
+        reading,
+        section.line,
+        section.column,
+        `[${section.name}:vars] is for a group that is never defined (no [${section.name}] section)`,
+      );
+    }
+  }
 }
 
 function declare(reading: Reading, name: string, line: number, column: number): RawGroup {
@@ -90,6 +130,8 @@ function readHeader(reading: Reading, body: string, line: number, start: number)
     );
     return undefined;
   }
+  if (kind === "vars") reading.varSections.push({ name, line, column: start + 2 });
+  else reading.defined.add(name);
   return { kind, group: declare(reading, name, line, start + 2) };
 }
 

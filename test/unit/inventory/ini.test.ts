@@ -111,8 +111,20 @@ describe("readIniInventory", () => {
     expect(Object.hasOwn(inventory.hosts[0]?.vars ?? {}, "__proto__")).toBe(true);
   });
 
-  it("allows a child group that is never declared: it is an empty group", () => {
-    const inventory = loadInventory("hosts.ini", "[hypervisors:children]\nlab\n");
+  it("refuses a child group that is never defined, as Ansible's INI reader does (a typo, most often)", () => {
+    expect(problems("hosts.ini", "[hypervisors:children]\nlba\n[lab]\nkvm01\n")).toEqual([
+      "2:1 [hypervisors:children] names group 'lba', which is never defined (no [lba] section)",
+    ]);
+  });
+
+  it("refuses vars for a group that is never defined", () => {
+    expect(problems("hosts.ini", "[lba:vars]\nx=1\n[lab]\nkvm01\n")).toEqual([
+      "1:2 [lba:vars] is for a group that is never defined (no [lba] section)",
+    ]);
+  });
+
+  it("accepts a child group defined further down the file", () => {
+    const inventory = loadInventory("hosts.ini", "[hypervisors:children]\nlab\n[lab]\nkvm01\n");
     expect(inventory.groups.map((g) => g.name)).toEqual(["all", "ungrouped", "hypervisors", "lab"]);
   });
 
@@ -126,11 +138,11 @@ describe("readIniInventory", () => {
       "1:1 malformed section header: expected [group], [group:vars] or [group:children], with no spaces",
     ],
     ["  [lab:host]", "1:8 unknown section type 'host': expected [lab], [lab:vars] or [lab:children]"],
-    ["[lab:vars]\nimages /srv", "2:1 expected key=value in [lab:vars], found 'images /srv'"],
-    ["[lab:vars]\n =/srv", "2:2 expected a variable name before '='"],
+    ["[lab]\n[lab:vars]\nimages /srv", "3:1 expected key=value in [lab:vars], found 'images /srv'"],
+    ["[lab]\n[lab:vars]\n =/srv", "3:2 expected a variable name before '='"],
     [
-      "[lab:vars]\nansible_port = x",
-      '2:16 ansible_port: must be a port number from 1 to 65535, found string "x"',
+      "[lab]\n[lab:vars]\nansible_port = x",
+      '3:16 ansible_port: must be a port number from 1 to 65535, found string "x"',
     ],
     ["[lab:children]\nkvm extra", "2:5 expected one group name a line in [lab:children], found 'kvm extra'"],
     ["[lab:children]\nweb:vars", "2:4 expected one group name a line in [lab:children], found 'web:vars'"],
