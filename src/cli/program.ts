@@ -35,6 +35,18 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
 
   const inventoryOption = () =>
     new Option("-i, --inventory <file>", "Ansible inventory (YAML or INI); default: localhost only");
+  const sshOptions = (command: Command) =>
+    command
+      .option("--ssh-config <file>", "OpenSSH client config to honour (default: ~/.ssh/config)")
+      .option(
+        "--known-hosts <file>",
+        "known_hosts file to check host keys against (default: ~/.ssh/known_hosts)",
+      )
+      .option(
+        "--accept-new-host-keys",
+        "record the key of a host not yet in known_hosts (a changed key is still refused)",
+      )
+      .option("--insecure-no-host-key-check", "DANGEROUS: do not check host keys at all");
   const forksOption = () =>
     new Option("-f, --forks <n>", "hosts worked on in parallel")
       .default(DEFAULT_FORKS)
@@ -49,62 +61,58 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
       code = await validateCommand({ ...inventoryOf(o), playbooks }, io);
     });
 
-  program
-    .command("plan")
-    .description("show what apply would do, without changing anything")
-    .addOption(inventoryOption())
-    .addOption(forksOption())
-    .option("--json", "print the plan as JSON")
-    .option(
-      "--detailed-exitcode",
-      "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
-    )
-    .argument("<playbook...>")
-    .action(
-      async (
-        playbooks: string[],
-        o: { inventory?: string; forks: number; json?: boolean; detailedExitcode?: boolean },
-      ) => {
-        code = await planCommand(
-          {
-            ...inventoryOf(o),
-            playbooks,
-            forks: o.forks,
-            json: Boolean(o.json),
-            detailedExitcode: Boolean(o.detailedExitcode),
-            ...signalOf(signal),
-          },
-          io,
-        );
-      },
-    );
+  /** The options plan and apply share, as the command modules take them. */
+  const runOptions = (playbooks: string[], o: RunFlags) => ({
+    ...inventoryOf(o),
+    playbooks,
+    forks: o.forks,
+    json: Boolean(o.json),
+    ssh: {
+      ...(o.sshConfig ? { sshConfig: o.sshConfig } : {}),
+      ...(o.knownHosts ? { knownHosts: o.knownHosts } : {}),
+      acceptNewHostKeys: Boolean(o.acceptNewHostKeys),
+      insecureNoHostKeyCheck: Boolean(o.insecureNoHostKeyCheck),
+    },
+    ...signalOf(signal),
+  });
 
-  program
-    .command("apply")
-    .description("plan, confirm, then reclaim: rewrite each qualifying image, verified, atomically")
-    .addOption(inventoryOption())
-    .addOption(forksOption())
-    .option("-y, --yes", "do not ask for confirmation (required when not at a terminal)")
-    .option("--check", "only show the plan (the same as `reclaim plan`)")
-    .option("--json", "print the plan and the results as JSON")
+  sshOptions(
+    program
+      .command("plan")
+      .description("show what apply would do, without changing anything")
+      .addOption(inventoryOption())
+      .addOption(forksOption())
+      .option("--json", "print the plan as JSON")
+      .option(
+        "--detailed-exitcode",
+        "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
+      ),
+  )
     .argument("<playbook...>")
-    .action(
-      async (
-        playbooks: string[],
-        o: { inventory?: string; forks: number; yes?: boolean; check?: boolean; json?: boolean },
-      ) => {
-        const common = {
-          ...inventoryOf(o),
-          playbooks,
-          forks: o.forks,
-          json: Boolean(o.json),
-          ...signalOf(signal),
-        };
-        code = o.check
-          ? await planCommand({ ...common, detailedExitcode: false }, io)
-          : await applyCommand({ ...common, yes: Boolean(o.yes) }, io);
-      },
-    );
+    .action(async (playbooks: string[], o: RunFlags & { detailedExitcode?: boolean }) => {
+      code = await planCommand(
+        { ...runOptions(playbooks, o), detailedExitcode: Boolean(o.detailedExitcode) },
+        io,
+      );
+    });
+
+  sshOptions(
+    program
+      .command("apply")
+      .description("plan, confirm, then reclaim: rewrite each qualifying image, verified, atomically")
+      .addOption(inventoryOption())
+      .addOption(forksOption())
+      .option("-y, --yes", "do not ask for confirmation (required when not at a terminal)")
+      .option("--check", "only show the plan (the same as `reclaim plan`)")
+      .option("--json", "print the plan and the results as JSON"),
+  )
+    .argument("<playbook...>")
+    .action(async (playbooks: string[], o: RunFlags & { yes?: boolean; check?: boolean }) => {
+      const common = runOptions(playbooks, o);
+      code = o.check
+        ? await planCommand({ ...common, detailedExitcode: false }, io)
+        : await applyCommand({ ...common, yes: Boolean(o.yes) }, io);
+    });
 
   program
     .command("inventory")
@@ -139,6 +147,16 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
   } catch (error) {
     return reportError(error, io);
   }
+}
+
+interface RunFlags {
+  inventory?: string;
+  forks: number;
+  json?: boolean;
+  sshConfig?: string;
+  knownHosts?: string;
+  acceptNewHostKeys?: boolean;
+  insecureNoHostKeyCheck?: boolean;
 }
 
 function inventoryOf(o: { inventory?: string }): { inventory?: string } {

@@ -57,6 +57,7 @@ export async function demoCommand(
       ].join("\n"),
     );
     const common = {
+      ssh: {},
       inventory: join(dir, "inventory.yml"),
       playbooks: [join(dir, "playbook.yml")],
       forks: 1,

@@ -2,7 +2,8 @@
 
 export type Connection =
   | { kind: "local" }
-  | { kind: "ssh"; address: string; port: number; user?: string; privateKeyFile?: string };
+  /** port, user and key only when the inventory sets them: OpenSSH's config fills the rest. */
+  | { kind: "ssh"; address: string; port?: number; user?: string; privateKeyFile?: string };
 
 export interface InventoryHost {
   name: string;

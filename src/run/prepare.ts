@@ -11,7 +11,7 @@ import { checkRewrite } from "../tasks/rewrite-image.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
-import { openTransport } from "./transports.js";
+import { openTransport, type SshContext } from "./transports.js";
 
 export interface PreparedRun {
   plan: Plan;
@@ -23,6 +23,7 @@ export interface PrepareOptions {
   inventory: Inventory;
   plays: readonly Play[];
   forks: number;
+  ssh: SshContext;
   now?: () => Date;
 }
 
@@ -41,7 +42,7 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
   const policies = new Map<string, ReclaimPolicy>();
   const transports = new Map<string, Transport>();
   const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
-    const opened = await openTransport(host);
+    const opened = await openTransport(host, options.ssh);
     if ("unreachable" in opened) return { host: host.name, unreachable: opened.unreachable, guests: [] };
     transports.set(host.name, opened.transport);
     const guests = await mapLimit(assignments.get(host.name) ?? [], FACTS_PER_HOST, (a) =>

@@ -1,20 +1,80 @@
-/** One transport per inventory host for the whole run. */
+/** One transport per inventory host for the whole run: local, or one SSH connection. */
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type SSHConfig from "ssh-config";
 import type { InventoryHost } from "../inventory/model.js";
 import { withBecome } from "../transport/become.js";
 import { createLocalTransport } from "../transport/local.js";
+import { connectChain, SshConnectError } from "../transport/ssh/connect.js";
+import { parseSshConfig, resolveSshSettings, type SshOverrides } from "../transport/ssh/settings.js";
+import { createSshTransport } from "../transport/ssh/ssh-transport.js";
 import type { Transport } from "../transport/transport.js";
 
 export type Opened = { transport: Transport } | { unreachable: string };
 
-export async function openTransport(host: InventoryHost): Promise<Opened> {
+export interface SshContext {
+  config?: SSHConfig;
+  overrides: SshOverrides;
+  agentSocket?: string;
+  passphrase?: string;
+  becomePassword?: string;
+}
+
+/** What every SSH connection of a run shares, read once: the client config and the secrets from the environment. */
+export async function sshContextFrom(options: {
+  sshConfigFile?: string;
+  overrides: SshOverrides;
+  env: NodeJS.ProcessEnv;
+}): Promise<SshContext> {
+  const file = options.sshConfigFile ?? join(homedir(), ".ssh", "config");
+  const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+    // The default file may be absent; a file the user named must exist.
+    if (options.sshConfigFile !== undefined)
+      throw new Error(`cannot read ssh config ${file}: ${error.code ?? error.message}`);
+    return undefined;
+  });
+  const context: SshContext = { overrides: options.overrides };
+  if (text !== undefined) context.config = parseSshConfig(text);
+  if (options.env.SSH_AUTH_SOCK) context.agentSocket = options.env.SSH_AUTH_SOCK;
+  if (options.env.RECLAIM_SSH_PASSPHRASE) context.passphrase = options.env.RECLAIM_SSH_PASSPHRASE;
+  if (options.env.RECLAIM_BECOME_PASSWORD) context.becomePassword = options.env.RECLAIM_BECOME_PASSWORD;
+  return context;
+}
+
+export async function openTransport(host: InventoryHost, ssh: SshContext): Promise<Opened> {
+  const become = (t: Transport) => (host.become ? withBecome(t, ssh.becomePassword) : t);
   switch (host.connection.kind) {
     case "local": {
       const local = createLocalTransport(host.name);
-      return { transport: host.become && process.getuid?.() !== 0 ? withBecome(local) : local };
-    }
-    case "ssh":
+      // Already root: sudo would add nothing but a dependency.
       return {
-        unreachable: "SSH connections are not supported by this version yet (only ansible_connection: local)",
+        transport: host.become && process.getuid?.() !== 0 ? withBecome(local, ssh.becomePassword) : local,
       };
+    }
+    case "ssh": {
+      const { address, port, user, privateKeyFile } = host.connection;
+      const settings = resolveSshSettings(
+        {
+          alias: host.name,
+          address,
+          ...(port ? { port } : {}),
+          ...(user ? { user } : {}),
+          ...(privateKeyFile ? { privateKeyFile } : {}),
+        },
+        ssh.config,
+        ssh.overrides,
+      );
+      try {
+        const chain = await connectChain(settings, {
+          ...(ssh.agentSocket ? { agentSocket: ssh.agentSocket } : {}),
+          ...(ssh.passphrase ? { passphrase: ssh.passphrase } : {}),
+        });
+        return { transport: become(createSshTransport(host.name, chain)) };
+      } catch (error) {
+        if (error instanceof SshConnectError) return { unreachable: error.message };
+        throw error;
+      }
+    }
   }
 }

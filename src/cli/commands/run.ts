@@ -13,7 +13,9 @@ import { silentRenderer } from "../../report/renderer.js";
 import { executePlan } from "../../run/execute.js";
 import { closeAll, preparePlan } from "../../run/prepare.js";
 import type { RunResult } from "../../run/results.js";
+import { type SshContext, sshContextFrom } from "../../run/transports.js";
 import { loadWorkspace } from "../../run/workspace.js";
+import type { SshOverrides } from "../../transport/ssh/settings.js";
 import { type CliIo, print } from "../io.js";
 
 export interface RunOptions {
@@ -21,7 +23,37 @@ export interface RunOptions {
   playbooks: string[];
   json: boolean;
   forks: number;
+  ssh: SshCliOptions;
   signal?: AbortSignal;
+}
+
+export interface SshCliOptions {
+  sshConfig?: string;
+  knownHosts?: string;
+  acceptNewHostKeys?: boolean;
+  insecureNoHostKeyCheck?: boolean;
+}
+
+async function sshContext(options: SshCliOptions, io: CliIo): Promise<SshContext> {
+  const overrides: SshOverrides = {};
+  if (options.knownHosts) overrides.knownHostsFile = options.knownHosts;
+  if (options.acceptNewHostKeys) overrides.strictHostKeyChecking = "accept-new";
+  if (options.insecureNoHostKeyCheck) {
+    overrides.strictHostKeyChecking = "no";
+    print(
+      io.stderr,
+      "reclaim: WARNING: host keys are not checked (--insecure-no-host-key-check): anyone on the network path can impersonate your hosts",
+    );
+  }
+  try {
+    return await sshContextFrom({
+      ...(options.sshConfig ? { sshConfigFile: options.sshConfig } : {}),
+      overrides,
+      env: io.env,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
 }
 
 export interface PlanOptions extends RunOptions {
@@ -34,7 +66,11 @@ export interface ApplyOptions extends RunOptions {
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
   const workspace = await loadWorkspace(options.inventory, options.playbooks);
-  const prepared = await preparePlan({ ...workspace, forks: options.forks });
+  const prepared = await preparePlan({
+    ...workspace,
+    forks: options.forks,
+    ssh: await sshContext(options.ssh, io),
+  });
   await closeAll(prepared.transports);
   const { plan } = prepared;
   print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
@@ -50,7 +86,11 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     );
   }
   const workspace = await loadWorkspace(options.inventory, options.playbooks);
-  const prepared = await preparePlan({ ...workspace, forks: options.forks });
+  const prepared = await preparePlan({
+    ...workspace,
+    forks: options.forks,
+    ssh: await sshContext(options.ssh, io),
+  });
   try {
     const { plan } = prepared;
     if (!options.json) print(io.stdout, formatPlan(plan));
