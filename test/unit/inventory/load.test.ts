@@ -37,8 +37,8 @@ describe("loadInventory", () => {
     const lab = loadInventory("inventory/lab.yml", text);
     expect(lab.hosts.map((h) => [h.name, h.connection])).toEqual([
       ["localhost", { kind: "local" }],
-      ["kvm01", { kind: "ssh", address: "127.0.0.2", port: 22, user: "reclaim" }],
-      ["kvm02", { kind: "ssh", address: "127.0.0.3", port: 22, user: "reclaim" }],
+      ["kvm01", { kind: "ssh", address: "127.0.0.2", user: "reclaim" }],
+      ["kvm02", { kind: "ssh", address: "127.0.0.3", user: "reclaim" }],
     ]);
     expect(lab.groups.find((g) => g.name === "hypervisors")?.children).toEqual(["lab"]);
   });

@@ -105,7 +105,6 @@ describe("connection", () => {
     expect(connectionOf("localhost", { ansible_connection: "ssh" })).toEqual({
       kind: "ssh",
       address: "localhost",
-      port: 22,
     });
   });
 
@@ -131,7 +130,7 @@ describe("connection", () => {
       user: "reclaim",
       privateKeyFile: "~/.ssh/lab",
     });
-    expect(connectionOf("kvm01", {})).toEqual({ kind: "ssh", address: "kvm01", port: 22 });
+    expect(connectionOf("kvm01", {})).toEqual({ kind: "ssh", address: "kvm01" });
   });
 
   it("reads ansible_become as Ansible does: true, yes, on in any of the usual cases", () => {
