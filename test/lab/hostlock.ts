@@ -8,9 +8,13 @@ import { spawn } from "node:child_process";
 const LOCK_FILE = "/run/reclaim-lab.lock";
 
 export async function withHostLock<T>(fn: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
-  const holder = spawn("flock", ["-w", String(Math.ceil(timeoutMs / 1000)), LOCK_FILE, "sh", "-c", "echo locked; exec cat"], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  const holder = spawn(
+    "flock",
+    ["-w", String(Math.ceil(timeoutMs / 1000)), LOCK_FILE, "sh", "-c", "echo locked; exec cat"],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
   const exited = new Promise<void>((resolve) => holder.once("close", () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let out = "";

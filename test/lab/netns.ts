@@ -13,8 +13,9 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { registerCleanup } from "./cleanup.js";
 import { withHostLock } from "./hostlock.js";
-import { killNow, procInfo, type ProcInfo, terminate } from "./proc.js";
+import { type ProcInfo, procInfo, terminate } from "./proc.js";
 
 export const IP = existsSync("/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip";
 export const LAB_NET = "10.213.0.0/16";
@@ -42,8 +43,6 @@ export interface NetnsLab {
   exec(ns: string, file: string, args: readonly string[]): string;
   /** Kills whatever still runs in the namespaces, deletes them and the veths. Idempotent. */
   destroy(): Promise<void>;
-  /** Synchronous last resort (process exit): SIGKILL and delete, no waiting. */
-  destroySync(): void;
 }
 
 function ip(args: readonly string[]): string {
@@ -120,6 +119,8 @@ export async function createNetnsLab(name: string): Promise<NetnsLab> {
   const stale = [...pidsIn(jumpNs), ...pidsIn(innerNs)];
   if (stale.length > 0) await terminate(stale, 1000);
 
+  // Registered before anything exists, so even a half-made lab goes if this process dies.
+  const unregister = registerCleanup({ kind: "netns", jumpNs, innerNs, rootLink: rj });
   const slot = await withHostLock(() => {
     deleteLab(name, jumpNs, innerNs);
     const used = usedSlots();
@@ -139,7 +140,9 @@ export async function createNetnsLab(name: string): Promise<NetnsLab> {
       ip(["link", "set", rj, "up"]);
       for (const ns of [jumpNs, innerNs]) {
         ip(["-n", ns, "link", "set", "lo", "up"]);
-        execFileSync(IP, ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"], { timeout: 10_000 });
+        execFileSync(IP, ["netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=0"], {
+          timeout: 10_000,
+        });
       }
       ip(["-n", jumpNs, "addr", "add", `10.213.${a}.2/30`, "dev", jr]);
       ip(["-n", jumpNs, "link", "set", jr, "up"]);
@@ -153,6 +156,9 @@ export async function createNetnsLab(name: string): Promise<NetnsLab> {
       throw e;
     }
     return s;
+  }).catch((e: unknown) => {
+    unregister();
+    throw e;
   });
 
   let destroyed: Promise<void> | undefined;
@@ -178,14 +184,9 @@ export async function createNetnsLab(name: string): Promise<NetnsLab> {
           deleteLab(name, jumpNs, innerNs);
           removeSafetyRouteIfLast();
         });
+        unregister();
       })();
       return destroyed;
-    },
-    destroySync() {
-      if (destroyed) return;
-      killNow([...pidsIn(jumpNs), ...pidsIn(innerNs)]);
-      deleteLab(name, jumpNs, innerNs);
-      removeSafetyRouteIfLast();
     },
   };
   return lab;
