@@ -46,7 +46,8 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
         "--accept-new-host-keys",
         "record the key of a host not yet in known_hosts (a changed key is still refused)",
       )
-      .option("--insecure-no-host-key-check", "DANGEROUS: do not check host keys at all");
+      .option("--insecure-no-host-key-check", "DANGEROUS: do not check host keys at all")
+      .option("-l, --limit <pattern>", "only hosts this Ansible host pattern also selects");
   const forksOption = () =>
     new Option("-f, --forks <n>", "hosts worked on in parallel")
       .default(DEFAULT_FORKS)
@@ -67,6 +68,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     playbooks,
     forks: o.forks,
     json: Boolean(o.json),
+    ...(o.limit ? { limit: o.limit } : {}),
     ssh: {
       ...(o.sshConfig ? { sshConfig: o.sshConfig } : {}),
       ...(o.knownHosts ? { knownHosts: o.knownHosts } : {}),
@@ -152,6 +154,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
 interface RunFlags {
   inventory?: string;
   forks: number;
+  limit?: string;
   json?: boolean;
   sshConfig?: string;
   knownHosts?: string;

@@ -34,7 +34,12 @@ export interface ReclaimPolicy {
   shutdown: ShutdownMode;
   shutdownTimeoutMs: number;
   convert: ConvertPolicy;
+  /** Disks of one hypervisor rewritten at the same time. */
+  maxParallelPerHost: number;
 }
+
+/** Ansible's `serial`: hosts per batch, as a count or a share of the play's hosts. */
+export type Serial = { kind: "count"; count: number } | { kind: "ratio"; ratio: number };
 
 export interface GuestSsh {
   host: string;
@@ -68,6 +73,10 @@ export interface Play {
   /** Where `hosts` is written, for messages about the pattern. */
   hostsSource: SourceRef;
   become: boolean;
+  /** Absent: all of the play's hosts in one batch. */
+  serial?: Serial;
+  /** Stop the play once more than this percentage of its hosts failed; absent: never. */
+  maxFailPercentage?: number;
   policy: ReclaimPolicy;
   guests: Guest[];
   source: SourceRef;

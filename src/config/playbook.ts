@@ -6,7 +6,16 @@
 import { posix } from "node:path";
 import { ConfigError } from "../errors.js";
 import { type Diagnostic, sortDiagnostics } from "./diagnostic.js";
-import type { Guest, GuestDisk, GuestSsh, Play, Playbook, ReclaimPolicy, SourceRef } from "./model.js";
+import type {
+  Guest,
+  GuestDisk,
+  GuestSsh,
+  Play,
+  Playbook,
+  ReclaimPolicy,
+  Serial,
+  SourceRef,
+} from "./model.js";
 import type * as Raw from "./playbook.types.js";
 import { checkSchema, schemaValidator } from "./schema-check.js";
 import { formatBytes, parseDuration, parseRatio, parseReserve, parseSize } from "./units.js";
@@ -27,6 +36,7 @@ export const DEFAULT_POLICY: ReclaimPolicy = {
   shutdown: "never",
   shutdownTimeoutMs: 5 * 60_000,
   convert: { format: "qcow2", compress: false, keepBackup: false },
+  maxParallelPerHost: 1,
 };
 
 /** A policy value that matched the schema's shape but not its meaning (`min_ratio: 150%`). */
@@ -113,6 +123,10 @@ export function resolvePolicy(
       compress: convert.compress ?? base.convert.compress,
       keepBackup: convert.keep_backup ?? base.convert.keepBackup,
     },
+    maxParallelPerHost:
+      typeof overrides.max_parallel_per_host === "number"
+        ? overrides.max_parallel_per_host
+        : base.maxParallelPerHost,
   };
   return { policy, problems };
 }
@@ -142,6 +156,15 @@ function checkTopLevel(source: SourceDocument): Diagnostic | undefined {
  * The model for the parts of the document that have the right shape, collecting the problems
  * only meaning reveals. Tolerates any shape: the caller discards the result when the schema failed.
  */
+/** The schema has checked the form: a whole number of hosts, or `N%`. */
+function serialOf(raw: unknown): { serial?: Serial } {
+  if (typeof raw === "number" && Number.isInteger(raw) && raw >= 1)
+    return { serial: { kind: "count", count: raw } };
+  if (typeof raw === "string" && /^\d+%$/.test(raw))
+    return { serial: { kind: "ratio", ratio: Number(raw.slice(0, -1)) / 100 } };
+  return {};
+}
+
 function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Playbook {
   const plays = (source.value as unknown[]).flatMap((raw, index): Play[] => {
     if (!isRecord(raw)) return [];
@@ -165,6 +188,10 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
         hosts: play.hosts,
         hostsSource: sourceRef(source, [...at, "hosts"]),
         become: play.become ?? false,
+        ...serialOf(play.serial),
+        ...(typeof play.max_fail_percentage === "number"
+          ? { maxFailPercentage: play.max_fail_percentage }
+          : {}),
         policy: base,
         guests: resolved.filter((guest) => guest !== undefined),
         source: sourceRef(source, at),

@@ -35,9 +35,17 @@ export interface Play {
    */
   hosts: string;
   /**
-   * Run the hypervisor commands through sudo. Overrides the inventory's `ansible_become` for this play.
+   * Run the hypervisor commands through sudo (`sudo -n`, or `sudo -S` with the password from RECLAIM_BECOME_PASSWORD). A host is also reached this way when its inventory sets `ansible_become`.
    */
   become?: boolean;
+  /**
+   * Work on the play's hosts in batches of this many (or this share, such as `25%`), one batch after another, as Ansible's `serial`. Default: all hosts at once (up to --forks).
+   */
+  serial?: number | string;
+  /**
+   * Stop the play (no further batches) once more than this share of its hosts have failed or were unreachable, as Ansible's `max_fail_percentage`. Default: never stop early.
+   */
+  max_fail_percentage?: number;
   policy?: Policy;
   /**
    * The virtual machines whose disk images this play reclaims.
@@ -75,6 +83,10 @@ export interface Policy {
    */
   shutdown_timeout?: number | string;
   convert?: Convert;
+  /**
+   * How many disks of one hypervisor are rewritten at the same time. Each rewrite reads and writes a whole image, so one at a time is kind to shared storage.
+   */
+  max_parallel_per_host?: number;
 }
 /**
  * How the image is rewritten once its free space is zeroed.

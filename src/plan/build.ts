@@ -16,6 +16,7 @@ export interface GuestOnHost {
   host: string;
   guest: string;
   play: string;
+  playIndex: number;
   /** The guest named this host itself (`host:`); otherwise it was looked for here. */
   pinned: boolean;
   notes: string[];
@@ -24,6 +25,7 @@ export interface GuestOnHost {
 
 export interface HostEntry {
   host: string;
+  plays: number[];
   unreachable?: string;
   guests: GuestOnHost[];
 }
@@ -32,15 +34,21 @@ export function buildPlan(entries: readonly HostEntry[], createdAt: Date): Plan 
   const foundSomewhere = new Set<string>();
   for (const entry of entries) {
     for (const g of entry.guests)
-      if (g.disks.some((d) => !d.absent)) foundSomewhere.add(`${g.play}\0${g.guest}`);
+      if (g.disks.some((d) => !d.absent)) foundSomewhere.add(`${g.playIndex}\0${g.guest}`);
   }
   const hosts: HostPlan[] = entries.map((entry) => {
     const guests: GuestPlan[] = entry.guests
       .filter(
-        (g) => g.pinned || g.disks.some((d) => !d.absent) || !foundSomewhere.has(`${g.play}\0${g.guest}`),
+        (g) =>
+          g.pinned || g.disks.some((d) => !d.absent) || !foundSomewhere.has(`${g.playIndex}\0${g.guest}`),
       )
-      .map((g) => ({ name: g.guest, play: g.play, notes: g.notes, disks: g.disks }));
-    return { host: entry.host, ...(entry.unreachable ? { unreachable: entry.unreachable } : {}), guests };
+      .map((g) => ({ name: g.guest, play: g.play, playIndex: g.playIndex, notes: g.notes, disks: g.disks }));
+    return {
+      host: entry.host,
+      plays: entry.plays,
+      ...(entry.unreachable ? { unreachable: entry.unreachable } : {}),
+      guests,
+    };
   });
   return { version: PLAN_VERSION, createdAt: createdAt.toISOString(), hosts, totals: totalsOf(hosts) };
 }

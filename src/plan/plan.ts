@@ -71,6 +71,8 @@ export interface DiskPlan {
 export interface GuestPlan {
   name: string;
   play: string;
+  /** Which play (0-based, in playbook order): plays run one after another. */
+  playIndex: number;
   /** Things said about the guest as a whole (guest-side steps, absence from a host). */
   notes: string[];
   disks: DiskPlan[];
@@ -78,6 +80,8 @@ export interface GuestPlan {
 
 export interface HostPlan {
   host: string;
+  /** The plays (0-based indexes) that run on this host. */
+  plays: number[];
   /** Set when facts could not be gathered from the host at all. */
   unreachable?: string;
   guests: GuestPlan[];

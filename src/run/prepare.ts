@@ -3,6 +3,7 @@
  * Nothing here changes anything on any host.
  */
 import type { Guest, Play, ReclaimPolicy } from "../config/model.js";
+import { UsageError } from "../errors.js";
 import type { Inventory, InventoryHost } from "../inventory/model.js";
 import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
@@ -24,11 +25,14 @@ export interface PrepareOptions {
   plays: readonly Play[];
   forks: number;
   ssh: SshContext;
+  /** Ansible's --limit: only hosts this pattern also selects. */
+  limit?: string;
   now?: () => Date;
 }
 
 interface Assignment {
   play: Play;
+  playIndex: number;
   guest: Guest;
   pinned: boolean;
 }
@@ -37,25 +41,30 @@ interface Assignment {
 const FACTS_PER_HOST = 4;
 
 export async function preparePlan(options: PrepareOptions): Promise<PreparedRun> {
-  const assignments = assignGuests(options.inventory, options.plays);
+  const assignments = assignGuests(options.inventory, options.plays, options.limit);
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
   const policies = new Map<string, ReclaimPolicy>();
   const transports = new Map<string, Transport>();
   const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
-    const opened = await openTransport(host, options.ssh);
-    if ("unreachable" in opened) return { host: host.name, unreachable: opened.unreachable, guests: [] };
+    const mine = assignments.get(host.name) ?? [];
+    const plays = [...new Set(mine.map((a) => a.playIndex))];
+    // A play's `become` applies to the hosts it runs on, as the inventory's ansible_become does.
+    const become = host.become || mine.some((a) => a.play.become);
+    const opened = await openTransport({ ...host, become }, options.ssh);
+    if ("unreachable" in opened)
+      return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
     transports.set(host.name, opened.transport);
-    const guests = await mapLimit(assignments.get(host.name) ?? [], FACTS_PER_HOST, (a) =>
+    const guests = await mapLimit(mine, FACTS_PER_HOST, (a) =>
       planGuest(host, a, opened.transport, policies),
     );
-    return { host: host.name, guests };
+    return { host: host.name, plays, guests };
   });
   return { plan: buildPlan(entries, (options.now ?? (() => new Date()))()), policies, transports };
 }
 
 async function planGuest(
   host: InventoryHost,
-  { play, guest, pinned }: Assignment,
+  { play, playIndex, guest, pinned }: Assignment,
   transport: Transport,
   policies: Map<string, ReclaimPolicy>,
 ): Promise<GuestOnHost> {
@@ -74,24 +83,32 @@ async function planGuest(
       : [
           `zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`,
         ];
-  return { host: host.name, guest: guest.name, play: play.name, pinned, notes, disks };
+  return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes, disks };
 }
 
 /** Which guests each host is asked about, in playbook order. */
-function assignGuests(inventory: Inventory, plays: readonly Play[]): Map<string, Assignment[]> {
+function assignGuests(
+  inventory: Inventory,
+  plays: readonly Play[],
+  limit: string | undefined,
+): Map<string, Assignment[]> {
+  const limited = limit === undefined ? undefined : selectHosts(inventory, limit);
+  if (limited && "error" in limited) throw new UsageError(`--limit: ${limited.error}`);
   const out = new Map<string, Assignment[]>();
-  for (const play of plays) {
+  plays.forEach((play, playIndex) => {
     const selected = selectHosts(inventory, play.hosts);
-    const names = "hosts" in selected ? selected.hosts : [];
+    const names = ("hosts" in selected ? selected.hosts : []).filter(
+      (n) => !limited || limited.hosts.includes(n),
+    );
     for (const guest of play.guests) {
       const targets = guest.host !== undefined ? names.filter((n) => n === guest.host) : names;
       for (const name of targets) {
         const list = out.get(name) ?? [];
-        list.push({ play, guest, pinned: guest.host !== undefined || names.length === 1 });
+        list.push({ play, playIndex, guest, pinned: guest.host !== undefined || names.length === 1 });
         out.set(name, list);
       }
     }
-  }
+  });
   return out;
 }
 

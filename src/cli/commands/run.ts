@@ -23,6 +23,8 @@ export interface RunOptions {
   playbooks: string[];
   json: boolean;
   forks: number;
+  /** Ansible's --limit pattern. */
+  limit?: string;
   ssh: SshCliOptions;
   signal?: AbortSignal;
 }
@@ -97,6 +99,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     if (!hasChanges(plan)) {
       const result = await executePlan({
         ...prepared,
+        plays: workspace.plays,
         emit: () => {},
         forks: options.forks,
         ...signalOf(options),
@@ -108,6 +111,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     const renderer = chooseRenderer(io, options);
     const result = await executePlan({
       ...prepared,
+      plays: workspace.plays,
       emit: (e) => renderer.onEvent(e),
       forks: options.forks,
       ...signalOf(options),

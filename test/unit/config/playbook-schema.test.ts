@@ -77,6 +77,7 @@ describe("the playbook schema", () => {
       shutdown: "graceful",
       shutdownTimeoutMs: 1,
       convert: { format: "qcow2", compress: true, keepBackup: true },
+      maxParallelPerHost: 1,
     };
     expect(resolvePolicy(elsewhere, documented)).toEqual({ policy: DEFAULT_POLICY, problems: [] });
     const convertDefault = (defs.convert?.default ?? {}) as Record<string, unknown>;

@@ -37,6 +37,7 @@ describe("the example playbook", () => {
     shutdown: "graceful",
     shutdownTimeoutMs: 300_000,
     convert: { format: "qcow2", compress: false, keepBackup: false },
+    maxParallelPerHost: 1,
   };
 
   it("resolves to one play with its policy in bytes, shares and milliseconds", () => {
@@ -91,6 +92,7 @@ describe("the nightly playbook", () => {
       minRatio: 0.25,
       zero: "trim",
       convert: { format: "qcow2", compress: false, keepBackup: true },
+      maxParallelPerHost: 1,
     });
   });
 
@@ -115,6 +117,7 @@ describe("the nightly playbook", () => {
       shutdown: "graceful",
       shutdownTimeoutMs: 600_000,
       convert: { format: "qcow2", compress: true, keepBackup: true },
+      maxParallelPerHost: 1,
     });
     expect(guest("winbuild")?.os).toBe("windows");
   });
@@ -139,6 +142,7 @@ describe("a playbook's defaults", () => {
       shutdown: "never",
       shutdownTimeoutMs: 300_000,
       convert: { format: "qcow2", compress: false, keepBackup: false },
+      maxParallelPerHost: 1,
     };
     expect(playbook.plays[0]?.policy).toEqual(expected);
     expect(playbook.plays[0]?.guests[0]?.policy).toEqual(expected);
