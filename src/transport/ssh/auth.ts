@@ -3,8 +3,7 @@
  * be read or decrypted is passed over with a note, so the final error says what was tried.
  */
 import { readFile } from "node:fs/promises";
-import type { AnyAuthMethod } from "ssh2";
-import { utils } from "ssh2";
+import ssh2, { type AnyAuthMethod } from "ssh2";
 
 export interface AuthPlan {
   methods: AnyAuthMethod[];
@@ -31,7 +30,7 @@ export async function planAuth(options: AuthOptions): Promise<AuthPlan> {
   for (const file of options.identityFiles) {
     const data = await readFile(file).catch(() => undefined);
     if (!data) continue; // OpenSSH silently skips default identities that do not exist
-    const parsed = utils.parseKey(data, options.passphrase);
+    const parsed = ssh2.utils.parseKey(data, options.passphrase);
     if (parsed instanceof Error) {
       notes.push(
         /encrypted|passphrase/i.test(parsed.message)

@@ -4,7 +4,8 @@
  */
 import { type Socket, connect as tcpConnect } from "node:net";
 import type { Duplex } from "node:stream";
-import { Client } from "ssh2";
+// ssh2 is CommonJS: Node's ESM loader gives its exports only through the default import.
+import ssh2, { type Client } from "ssh2";
 import { planAuth } from "./auth.js";
 import { hostKeyCheck } from "./host-keys.js";
 import type { SshEndpoint, SshSettings } from "./settings.js";
@@ -116,7 +117,7 @@ async function connectHop(
   }
   const sock = via ?? (await tcp(hop, settings.connectTimeoutMs));
   return new Promise((resolve, reject) => {
-    const client = new Client();
+    const client = new ssh2.Client();
     let refusal: string | undefined;
     let settled = false;
     const fail = (error: SshConnectError) => {
