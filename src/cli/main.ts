@@ -15,4 +15,6 @@ process.on("SIGINT", () => {
 });
 
 const code = await runCli(process.argv.slice(2), processIo(), controller.signal);
-process.exitCode = controller.signal.aborted ? EXIT.interrupted : code;
+// Exit now, whatever handle (a socket, a timer) might still be open: the run is over and its output
+// written (stdout and stderr are synchronous for files and pipes on Linux).
+process.exit(controller.signal.aborted ? EXIT.interrupted : code);

@@ -3,11 +3,11 @@
  * Nothing here changes anything on any host.
  */
 import type { Guest, Play, ReclaimPolicy } from "../config/model.js";
-import { UsageError } from "../errors.js";
+import { TransportError, UsageError } from "../errors.js";
 import type { Inventory, InventoryHost } from "../inventory/model.js";
 import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
-import type { Plan } from "../plan/plan.js";
+import type { DiskPlan, Plan } from "../plan/plan.js";
 import { checkRewrite } from "../tasks/rewrite-image.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
@@ -45,21 +45,34 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
   const policies = new Map<string, ReclaimPolicy>();
   const transports = new Map<string, Transport>();
-  const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
-    const mine = assignments.get(host.name) ?? [];
-    const plays = [...new Set(mine.map((a) => a.playIndex))];
-    // A play's `become` applies to the hosts it runs on, as the inventory's ansible_become does.
-    const become = host.become || mine.some((a) => a.play.become);
-    const opened = await openTransport({ ...host, become }, options.ssh);
-    if ("unreachable" in opened)
-      return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
-    transports.set(host.name, opened.transport);
-    const guests = await mapLimit(mine, FACTS_PER_HOST, (a) =>
-      planGuest(host, a, opened.transport, policies),
-    );
-    return { host: host.name, plays, guests };
-  });
-  return { plan: buildPlan(entries, (options.now ?? (() => new Date()))()), policies, transports };
+  try {
+    const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
+      const mine = assignments.get(host.name) ?? [];
+      const plays = [...new Set(mine.map((a) => a.playIndex))];
+      // A play's `become` applies to the hosts it runs on, as the inventory's ansible_become does.
+      const become = host.become || mine.some((a) => a.play.become);
+      const opened = await openTransport({ ...host, become }, options.ssh);
+      if ("unreachable" in opened)
+        return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
+      transports.set(host.name, opened.transport);
+      try {
+        const guests = await mapLimit(mine, FACTS_PER_HOST, (a) =>
+          planGuest(host, a, opened.transport, policies),
+        );
+        return { host: host.name, plays, guests };
+      } catch (error) {
+        // The connection failed under the fact gathering: this host is unreachable, the others go on.
+        if (!(error instanceof TransportError)) throw error;
+        transports.delete(host.name);
+        await opened.transport.close();
+        return { host: host.name, plays, unreachable: error.message, guests: [] };
+      }
+    });
+    return { plan: buildPlan(entries, (options.now ?? (() => new Date()))()), policies, transports };
+  } catch (error) {
+    await closeAll(transports);
+    throw error;
+  }
 }
 
 async function planGuest(
@@ -68,14 +81,25 @@ async function planGuest(
   transport: Transport,
   policies: Map<string, ReclaimPolicy>,
 ): Promise<GuestOnHost> {
-  const disks = await mapLimit(guest.disks, FACTS_PER_HOST, (disk) => {
+  const disks = await mapLimit(guest.disks, FACTS_PER_HOST, async (disk): Promise<DiskPlan> => {
     policies.set(policyKey(host.name, disk.path), guest.policy);
-    return checkRewrite(transport, {
-      host: host.name,
-      guest: guest.name,
-      path: disk.path,
-      policy: guest.policy,
-    });
+    const target = { host: host.name, guest: guest.name, path: disk.path, policy: guest.policy };
+    try {
+      return await checkRewrite(transport, target);
+    } catch (error) {
+      if (error instanceof TransportError) throw error;
+      // A fact that could not be read (an unexpected answer): this disk is left alone, said why.
+      const reason = `cannot read its facts: ${(error as Error).message}`;
+      return {
+        host: target.host,
+        guest: target.guest,
+        path: target.path,
+        action: "skip",
+        reason,
+        steps: [],
+        leftovers: [],
+      };
+    }
   });
   const notes =
     guest.policy.zero === "none"

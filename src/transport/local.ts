@@ -26,6 +26,9 @@ export function createLocalTransport(host = "localhost"): Transport {
 function runLocal(spec: CommandSpec): Promise<CommandResult> {
   const [program, ...args] = spec.argv;
   if (program === undefined) return Promise.reject(new TransportError("empty command"));
+  // Interrupted before it began: do not start it at all ("abort" has already fired).
+  if (spec.signal?.aborted)
+    return Promise.reject(new TransportError(`interrupted before ${program} started`));
   const argv = SETPRIV ? [SETPRIV, "--pdeathsig", "KILL", "--", program, ...args] : [program, ...args];
   const started = performance.now();
   return new Promise((resolve, reject) => {

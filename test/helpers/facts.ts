@@ -14,6 +14,7 @@ export const policy: ReclaimPolicy = {
   shutdown: "never",
   shutdownTimeoutMs: 300_000,
   convert: { format: "qcow2", compress: false, keepBackup: false },
+  maxParallelPerHost: 1,
 };
 
 export const healthyInfo: ImageInfo = {

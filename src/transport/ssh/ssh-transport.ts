@@ -2,7 +2,7 @@
  * A Transport over one SSH connection: every command is an exec channel multiplexed on it. The
  * server's session limit (OpenSSH's MaxSessions, 10 by default) is respected by queueing beyond
  * `maxChannels` and by retrying a refused channel open, since a slot frees only after the close
- * handshake.
+ * handshake (and, on a server with a lower limit, when one of our other commands ends).
  */
 import type { ClientChannel } from "ssh2";
 import { TransportError } from "../../errors.js";
@@ -27,6 +27,7 @@ export function createSshTransport(
   options: SshTransportOptions = {},
 ): Transport {
   const slots = new Slots(options.maxChannels ?? 8);
+  const busy = new Busy();
   let lost: string | undefined;
   const inFlight = new Set<(reason: string) => void>();
   const onLost = (reason: string) => {
@@ -44,8 +45,13 @@ export function createSshTransport(
       await slots.acquire();
       try {
         if (lost) throw new TransportError(lost);
-        const channel = await openChannel(chain, remoteCommand(spec));
-        return await drive(channel, spec, inFlight);
+        const channel = await openChannel(chain, remoteCommand(spec), busy);
+        busy.open += 1;
+        try {
+          return await drive(channel, spec, inFlight);
+        } finally {
+          busy.closed();
+        }
       } finally {
         slots.release();
       }
@@ -68,21 +74,49 @@ export function remoteCommand(spec: CommandSpec): string {
   return `LC_ALL=C exec ${quoteArgv(argv)}`;
 }
 
-async function openChannel(chain: SshChain, command: string): Promise<ClientChannel> {
+async function openChannel(chain: SshChain, command: string, busy: Busy): Promise<ClientChannel> {
   let delay = 20;
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = 1; ; ) {
     try {
       return await new Promise<ClientChannel>((resolve, reject) => {
         chain.client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel)));
       });
     } catch (error) {
       const message = (error as Error).message;
-      if (!/open failure|Channel open/i.test(message) || attempt >= CHANNEL_OPEN_ATTEMPTS) {
+      if (!/open failure|Channel open/i.test(message))
         throw new TransportError(`cannot open a channel: ${message}`);
-      }
-      await new Promise((r) => setTimeout(r, delay));
+      // Refused while our own commands hold the server's sessions: it is at MaxSessions, and a
+      // session frees when one of them ends. That is not a failed attempt, however long they run:
+      // counting it let a burst beyond MaxSessions fail, because commands queued behind ours took
+      // each freed session first and the retries ran out (3 of 100 commands on MaxSessions 5).
+      if (busy.open === 0 && ++attempt > CHANNEL_OPEN_ATTEMPTS)
+        throw new TransportError(`cannot open a channel: ${message}`);
+      await busy.nextCloseOr(delay);
       delay = Math.min(delay * 2, 1000);
     }
+  }
+}
+
+/** Channels established on the connection, and a wake-up when one of them ends. */
+class Busy {
+  open = 0;
+  private waiters: (() => void)[] = [];
+  closed(): void {
+    this.open -= 1;
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+  /**
+   * Resolves shortly after the next channel ends (the server frees its session only once it has
+   * processed our side of the close), or after `ms`, whichever comes first.
+   */
+  nextCloseOr(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        setTimeout(resolve, 10);
+      });
+    });
   }
 }
 
@@ -103,7 +137,7 @@ function drive(
     inFlight.add(abortLost);
     const stop = (sig: string) => {
       try {
-        channel.signal(sig);
+        sendSignal(channel, sig);
       } catch {
         // The channel may already be gone.
       }
@@ -147,12 +181,19 @@ function drive(
       stderr += chunk;
       spec.onStderr?.(chunk);
     });
-    channel.on("exit", (code: number | null, sig?: string) => {
+    const onExit = (code?: number | null, sig?: string) => {
+      if (sawExit || (typeof code !== "number" && typeof sig !== "string")) return;
       sawExit = true;
       exitCode = typeof code === "number" ? code : null;
-      signal = sig ? `SIG${sig}` : null;
-    });
-    channel.on("close", () => {
+      // ssh2 already names it SIGTERM, not TERM as the wire does.
+      signal = sig ? (sig.startsWith("SIG") ? sig : `SIG${sig}`) : null;
+    };
+    channel.on("exit", onExit);
+    channel.on("close", (code?: number | null, sig?: string) => {
+      // ssh2 emits "exit" while it parses a read; when a fast command's exec reply, exit status and
+      // close arrive in one read, that is before we listen (we attach after the exec callback's
+      // promise settles). "close" carries the same status (ssh2 documents it), so take it there.
+      onExit(code, sig);
       // No exit status: the channel or the connection went away under the command.
       if (!sawExit && !timedOut && !spec.signal?.aborted)
         return finish(new TransportError("the command ended without an exit status (connection lost?)"));
@@ -160,7 +201,30 @@ function drive(
     });
     channel.on("error", (error: Error) => finish(new TransportError(error.message)));
     channel.end(spec.stdin ?? "");
+    // Aborted while the command waited for a channel: "abort" has fired already, and the command
+    // would otherwise run to its end.
+    if (spec.signal?.aborted) onAbort();
   });
+}
+
+interface ChannelInternals {
+  outgoing?: { id?: number; state?: string };
+  _client?: { _protocol?: { signal?: (id: number, name: string) => void } };
+}
+
+/**
+ * Asks the server to signal the command (OpenSSH signals its process group). Not through
+ * channel.signal(): ssh2 sends nothing there once our side has sent EOF, and drive() sends EOF
+ * at once (after stdin), so an abort or a local timeout never reached the remote command and
+ * the close then waited for it to end by itself. The protocol allows the request after EOF
+ * (RFC 4254 5.3, 6.9), so it goes out through ssh2's protocol object, as channel.signal() does.
+ */
+function sendSignal(channel: ClientChannel, sig: string): void {
+  const { outgoing, _client } = channel as unknown as ChannelInternals;
+  if (outgoing?.id === undefined || (outgoing.state !== "open" && outgoing.state !== "eof")) return;
+  const send = _client?._protocol?.signal;
+  if (typeof send === "function") send.call(_client?._protocol, outgoing.id, sig);
+  else channel.signal(sig);
 }
 
 /** A counting semaphore: at most `size` holders, the rest wait in order. */
