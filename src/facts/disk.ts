@@ -1,12 +1,13 @@
 /**
- * Everything the planner needs to know about one disk image on its host, read without changing
- * anything. The reads are independent, so they go out together (one round trip over SSH).
+ * Everything the planner needs to know about disk images on one host, read without changing
+ * anything. The reads go out in batches (transport/batch.ts): three round trips for all the
+ * disks of a host at the most, however many there are.
  */
-
 import { qcow2CreateOptions } from "../image/create-options.js";
 import { imagePaths } from "../image/paths.js";
-import type { Transport } from "../transport/transport.js";
-import { gather } from "./fact.js";
+import { runBatch } from "../transport/batch.js";
+import type { CommandResult, Transport } from "../transport/transport.js";
+import type { Fact } from "./fact.js";
 import { type FileContent, fileContent } from "./file-content.js";
 import { type FileStatFact, fileStat } from "./file-stat.js";
 import { type FsFree, fsFree } from "./fs-free.js";
@@ -29,38 +30,126 @@ export interface DiskFacts {
   error?: string;
 }
 
+/** One fact to read in a batch, and what to do with its value. */
+interface Read {
+  argv: string[];
+  accept(result: CommandResult): void;
+}
+
+function read<Args, Value>(
+  fact: Fact<Args, Value>,
+  args: Args,
+  onValue: (value: Value) => void,
+  onError: (message: string) => void,
+): Read {
+  return {
+    argv: fact.argv(args),
+    accept: (result) => {
+      try {
+        onValue(fact.parse(result, args));
+      } catch (error) {
+        onError((error as Error).message);
+      }
+    },
+  };
+}
+
+async function runReads(transport: Transport, reads: readonly Read[]): Promise<void> {
+  if (reads.length === 0) return;
+  const results = await runBatch(
+    transport,
+    reads.map((r) => r.argv),
+  );
+  for (const [i, result] of results.entries()) reads[i]?.accept(result);
+}
+
 export async function gatherDiskFacts(transport: Transport, path: string): Promise<DiskFacts> {
-  const paths = imagePaths(path);
-  const [stat, temp, journal, free] = await Promise.all([
-    gather(transport, fileStat, { path }),
-    gather(transport, fileStat, { path: paths.temp }),
-    gather(transport, fileContent, { path: paths.journal }),
-    gather(transport, fsFree, { dir: paths.dir }).catch(() => undefined),
-  ]);
-  const facts: DiskFacts = { path, stat, temp, journal };
-  if (free) facts.free = free;
-  if (temp.exists && temp.type === "file") {
-    const tempProbe = await gather(transport, imageProbe, { path: paths.temp }).catch(() => undefined);
-    if (tempProbe?.inUse) facts.tempInUse = true;
+  const [facts] = await gatherDisksFacts(transport, [path]);
+  return facts as DiskFacts;
+}
+
+/** The facts of every path, in order. A path given twice is read once. */
+export async function gatherDisksFacts(transport: Transport, paths: readonly string[]): Promise<DiskFacts[]> {
+  const unique = [...new Set(paths)];
+  const byPath = new Map<string, DiskFacts>();
+  /** Why an image could not be opened; reported only when the file itself exists. */
+  const probeErrors = new Map<string, string>();
+  const failed = (facts: DiskFacts) => (message: string) => {
+    facts.error ??= message;
+  };
+
+  // Round 1: what is there, and is the image locked (its info comes with it when it is not).
+  const first: Read[] = [];
+  for (const path of unique) {
+    const p = imagePaths(path);
+    const facts: DiskFacts = {
+      path,
+      stat: { exists: false },
+      temp: { exists: false },
+      journal: { exists: false },
+    };
+    byPath.set(path, facts);
+    const fail = failed(facts);
+    first.push(
+      read(fileStat, { path }, (v) => (facts.stat = v), fail),
+      read(fileStat, { path: p.temp }, (v) => (facts.temp = v), fail),
+      read(fileContent, { path: p.journal }, (v) => (facts.journal = v), fail),
+      read(
+        fsFree,
+        { dir: p.dir },
+        (v) => (facts.free = v),
+        () => {},
+      ),
+      read(
+        imageProbe,
+        { path },
+        (v) => {
+          if (v.inUse) facts.inUse = { message: v.lockMessage };
+          else facts.info = v.info;
+        },
+        // A missing or unreadable file fails here too; the stat says which.
+        (message) => probeErrors.set(path, message),
+      ),
+    );
   }
-  if (!stat.exists || stat.type !== "file") return facts;
-  try {
-    const probe = await gather(transport, imageProbe, { path });
-    if (probe.inUse) {
-      facts.inUse = { message: probe.lockMessage };
-      facts.info = await gather(transport, imageInfoShared, { path });
-    } else {
-      facts.info = probe.info;
+  await runReads(transport, first);
+
+  // Round 2: read-only info of locked images, and whether a leftover temporary image is in use.
+  const second: Read[] = [];
+  for (const facts of byPath.values()) {
+    if (facts.temp.exists && facts.temp.type === "file") {
+      second.push(
+        read(
+          imageProbe,
+          { path: imagePaths(facts.path).temp },
+          (v) => (facts.tempInUse = v.inUse),
+          () => {},
+        ),
+      );
+    }
+    if (facts.inUse)
+      second.push(read(imageInfoShared, { path: facts.path }, (v) => (facts.info = v), failed(facts)));
+  }
+  await runReads(transport, second);
+
+  // Round 3: how large each rewritten image would be (needs the format and options from info).
+  const third: Read[] = [];
+  for (const facts of byPath.values()) {
+    if (!facts.stat.exists || facts.stat.type !== "file") continue;
+    if (!facts.info) {
+      facts.error ??= probeErrors.get(facts.path) ?? "cannot read the image";
+      continue;
     }
     if (facts.info.format === "qcow2" && !facts.info.encrypted) {
-      facts.measure = await gather(transport, imageMeasure, {
-        path,
+      const args = {
+        path: facts.path,
         format: facts.info.format,
         options: qcow2CreateOptions(facts.info.options),
-      });
+      };
+      third.push(read(imageMeasure, args, (v) => (facts.measure = v), failed(facts)));
     }
-  } catch (error) {
-    facts.error = (error as Error).message;
   }
-  return facts;
+  await runReads(transport, third);
+
+  return paths.map((p) => byPath.get(p) as DiskFacts);
 }

@@ -36,6 +36,8 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
 
   if (facts.tempInUse)
     return skip("another process is rewriting this image now (its temporary image is locked)");
+  // A stat that failed (not a missing file: that is a fact) says nothing about the image.
+  if (!stat.exists && facts.error) return skip(`cannot read the image: ${facts.error}`);
   if (!stat.exists) return skip("no such file on this host", { absent: true });
   if (stat.type === "symlink")
     return skip(

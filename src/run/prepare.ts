@@ -7,8 +7,8 @@ import { TransportError, UsageError } from "../errors.js";
 import type { Inventory, InventoryHost } from "../inventory/model.js";
 import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
-import type { DiskPlan, Plan } from "../plan/plan.js";
-import { checkRewrite } from "../tasks/rewrite-image.js";
+import type { Plan } from "../plan/plan.js";
+import { checkRewrites } from "../tasks/rewrite-image.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
@@ -37,9 +37,6 @@ interface Assignment {
   pinned: boolean;
 }
 
-/** Commands in flight at once on one host while gathering facts. */
-const FACTS_PER_HOST = 4;
-
 export async function preparePlan(options: PrepareOptions): Promise<PreparedRun> {
   const assignments = assignGuests(options.inventory, options.plays, options.limit);
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
@@ -56,9 +53,7 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
         return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
       transports.set(host.name, opened.transport);
       try {
-        const guests = await mapLimit(mine, FACTS_PER_HOST, (a) =>
-          planGuest(host, a, opened.transport, policies),
-        );
+        const guests = await planGuests(host, mine, opened.transport, policies);
         return { host: host.name, plays, guests };
       } catch (error) {
         // The connection failed under the fact gathering: this host is unreachable, the others go on.
@@ -75,39 +70,35 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
   }
 }
 
-async function planGuest(
+/** Every disk of every guest on one host, its facts gathered together (a few round trips). */
+async function planGuests(
   host: InventoryHost,
-  { play, playIndex, guest, pinned }: Assignment,
+  assignments: readonly Assignment[],
   transport: Transport,
   policies: Map<string, ReclaimPolicy>,
-): Promise<GuestOnHost> {
-  const disks = await mapLimit(guest.disks, FACTS_PER_HOST, async (disk): Promise<DiskPlan> => {
-    policies.set(policyKey(host.name, disk.path), guest.policy);
-    const target = { host: host.name, guest: guest.name, path: disk.path, policy: guest.policy };
-    try {
-      return await checkRewrite(transport, target);
-    } catch (error) {
-      if (error instanceof TransportError) throw error;
-      // A fact that could not be read (an unexpected answer): this disk is left alone, said why.
-      const reason = `cannot read its facts: ${(error as Error).message}`;
-      return {
-        host: target.host,
-        guest: target.guest,
-        path: target.path,
-        action: "skip",
-        reason,
-        steps: [],
-        leftovers: [],
-      };
-    }
+): Promise<GuestOnHost[]> {
+  const targets = assignments.flatMap(({ guest }) =>
+    guest.disks.map((disk) => ({
+      host: host.name,
+      guest: guest.name,
+      path: disk.path,
+      policy: guest.policy,
+    })),
+  );
+  for (const t of targets) policies.set(policyKey(t.host, t.path), t.policy);
+  const plans = await checkRewrites(transport, targets);
+  let next = 0;
+  return assignments.map(({ play, playIndex, guest, pinned }) => {
+    const disks = plans.slice(next, next + guest.disks.length);
+    next += guest.disks.length;
+    const notes =
+      guest.policy.zero === "none"
+        ? []
+        : [
+            `zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`,
+          ];
+    return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes, disks };
   });
-  const notes =
-    guest.policy.zero === "none"
-      ? []
-      : [
-          `zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`,
-        ];
-  return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes, disks };
 }
 
 /** Which guests each host is asked about, in playbook order. */

@@ -7,7 +7,7 @@
  * before the rename removes the new image; a kill leaves the journal for the next run.
  */
 import type { ReclaimPolicy } from "../config/model.js";
-import { gatherDiskFacts } from "../facts/disk.js";
+import { type DiskFacts, gatherDisksFacts } from "../facts/disk.js";
 import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
 import { imageInfoShared, imageProbe } from "../facts/image-info.js";
@@ -41,8 +41,22 @@ export interface TaskContext {
 
 /** Read-only: gathers the disk's facts and decides. */
 export async function checkRewrite(transport: Transport, target: RewriteTarget): Promise<DiskPlan> {
-  const facts = await gatherDiskFacts(transport, target.path);
-  return decideDisk({ host: target.host, guest: target.guest, policy: target.policy, facts });
+  const [plan] = await checkRewrites(transport, [target]);
+  return plan as DiskPlan;
+}
+
+/** Read-only, for many disks of one host at once: their facts come in a few round trips. */
+export async function checkRewrites(
+  transport: Transport,
+  targets: readonly RewriteTarget[],
+): Promise<DiskPlan[]> {
+  const facts = await gatherDisksFacts(
+    transport,
+    targets.map((t) => t.path),
+  );
+  return targets.map((t, i) =>
+    decideDisk({ host: t.host, guest: t.guest, policy: t.policy, facts: facts[i] as DiskFacts }),
+  );
 }
 
 class StepFailed extends Error {}
