@@ -386,3 +386,31 @@ describe("reclaim demo", { timeout: 60_000 }, () => {
     expect(readdirSync(tmp)).toEqual([]);
   });
 });
+
+describe("--limit", { timeout: 60_000 }, () => {
+  it("plans only the hosts the limit pattern also selects", async () => {
+    const dir = scratch();
+    const inventory = join(dir, "inventory.yml");
+    writeFileSync(
+      inventory,
+      "all:\n  children:\n    hypervisors:\n      hosts:\n        kvm-a: { ansible_connection: local }\n        kvm-b: { ansible_connection: local }\n",
+    );
+    const images = ["a", "b"].map((h) => {
+      const path = join(dir, `${h}.qcow2`);
+      bloatedImage(path, { virtualMiB: 256, writtenMiB: 64, freedMiB: 48 });
+      return path;
+    });
+    const playbook = join(dir, "playbook.yml");
+    writeFileSync(
+      playbook,
+      `- name: limited\n  hosts: hypervisors\n  policy: { min_reclaimable: 16MiB, zero: none }\n  guests:\n    - { name: a, host: kvm-a, disks: [${images[0]}] }\n    - { name: b, host: kvm-b, disks: [${images[1]}] }\n`,
+    );
+    const run = await runCliProcess(["plan", "--json", "-i", inventory, "--limit", "kvm-b", playbook]);
+    expect(run.code).toBe(EXIT.ok);
+    expect(JSON.parse(run.stdout).hosts.map((h: { host: string }) => h.host)).toEqual(["kvm-b"]);
+
+    const nothing = await runCliProcess(["plan", "-i", inventory, "--limit", "kvm-z*", playbook]);
+    expect(nothing.code).toBe(EXIT.usage);
+    expect(nothing.stderr).toMatch(/--limit: pattern 'kvm-z\*' matches no host or group/);
+  });
+});

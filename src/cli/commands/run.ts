@@ -11,10 +11,10 @@ import { formatRecap } from "../../report/recap-text.js";
 import type { Renderer } from "../../report/renderer.js";
 import { silentRenderer } from "../../report/renderer.js";
 import { executePlan } from "../../run/execute.js";
-import { closeAll, preparePlan } from "../../run/prepare.js";
+import { closeAll, type PreparedRun, preparePlan } from "../../run/prepare.js";
 import type { RunResult } from "../../run/results.js";
 import { type SshContext, sshContextFrom } from "../../run/transports.js";
-import { loadWorkspace } from "../../run/workspace.js";
+import { loadWorkspace, type Workspace } from "../../run/workspace.js";
 import type { SshOverrides } from "../../transport/ssh/settings.js";
 import { type CliIo, print } from "../io.js";
 
@@ -34,6 +34,21 @@ export interface SshCliOptions {
   knownHosts?: string;
   acceptNewHostKeys?: boolean;
   insecureNoHostKeyCheck?: boolean;
+}
+
+/** Read and validate the files, then gather facts and plan (read-only on every host). */
+async function readAndPlan(
+  options: RunOptions,
+  io: CliIo,
+): Promise<{ workspace: Workspace; prepared: PreparedRun }> {
+  const workspace = await loadWorkspace(options.inventory, options.playbooks);
+  const prepared = await preparePlan({
+    ...workspace,
+    forks: options.forks,
+    ssh: await sshContext(options.ssh, io),
+    ...(options.limit ? { limit: options.limit } : {}),
+  });
+  return { workspace, prepared };
 }
 
 async function sshContext(options: SshCliOptions, io: CliIo): Promise<SshContext> {
@@ -67,12 +82,7 @@ export interface ApplyOptions extends RunOptions {
 }
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
-  const workspace = await loadWorkspace(options.inventory, options.playbooks);
-  const prepared = await preparePlan({
-    ...workspace,
-    forks: options.forks,
-    ssh: await sshContext(options.ssh, io),
-  });
+  const { workspace, prepared } = await readAndPlan(options, io);
   await closeAll(prepared.transports);
   const { plan } = prepared;
   print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
@@ -87,12 +97,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
       "apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)",
     );
   }
-  const workspace = await loadWorkspace(options.inventory, options.playbooks);
-  const prepared = await preparePlan({
-    ...workspace,
-    forks: options.forks,
-    ssh: await sshContext(options.ssh, io),
-  });
+  const { workspace, prepared } = await readAndPlan(options, io);
   try {
     const { plan } = prepared;
     if (!options.json) print(io.stdout, formatPlan(plan));
