@@ -82,7 +82,7 @@ export interface ApplyOptions extends RunOptions {
 }
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
-  const { workspace, prepared } = await readAndPlan(options, io);
+  const { prepared } = await readAndPlan(options, io);
   await closeAll(prepared.transports);
   const { plan } = prepared;
   print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
