@@ -3,6 +3,7 @@
  * anything. The reads go out in batches (transport/batch.ts): three round trips for all the
  * disks of a host at the most, however many there are.
  */
+import { posix } from "node:path";
 import { qcow2CreateOptions } from "../image/create-options.js";
 import { imagePaths } from "../image/paths.js";
 import { runBatch } from "../transport/batch.js";
@@ -13,6 +14,7 @@ import { type FileStatFact, fileStat } from "./file-stat.js";
 import { type FsFree, fsFree } from "./fs-free.js";
 import { type ImageInfo, imageInfoShared, imageProbe } from "./image-info.js";
 import { type ImageMeasure, imageMeasure } from "./image-measure.js";
+import { leftoverNames } from "./leftovers.js";
 
 export interface DiskFacts {
   path: string;
@@ -78,10 +80,11 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
     facts.error ??= message;
   };
 
-  // Round 1: what is there, and is the image locked (its info comes with it when it is not).
+  // Round 1: what is there, and is the image locked (its info comes with it when it is not);
+  // per directory, its free space and the leftovers of interrupted rewrites.
   const first: Read[] = [];
+  const dirs = new Map<string, { free?: FsFree; leftovers?: Set<string> }>();
   for (const path of unique) {
-    const p = imagePaths(path);
     const facts: DiskFacts = {
       path,
       stat: { exists: false },
@@ -89,17 +92,27 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
       journal: { exists: false },
     };
     byPath.set(path, facts);
-    const fail = failed(facts);
+    const dir = imagePaths(path).dir;
+    if (!dirs.has(dir)) {
+      const entry: { free?: FsFree; leftovers?: Set<string> } = {};
+      dirs.set(dir, entry);
+      first.push(
+        read(
+          fsFree,
+          { dir },
+          (v) => (entry.free = v),
+          () => {},
+        ),
+        read(
+          leftoverNames,
+          { dir },
+          (v) => (entry.leftovers = v),
+          () => {},
+        ),
+      );
+    }
     first.push(
-      read(fileStat, { path }, (v) => (facts.stat = v), fail),
-      read(fileStat, { path: p.temp }, (v) => (facts.temp = v), fail),
-      read(fileContent, { path: p.journal }, (v) => (facts.journal = v), fail),
-      read(
-        fsFree,
-        { dir: p.dir },
-        (v) => (facts.free = v),
-        () => {},
-      ),
+      read(fileStat, { path }, (v) => (facts.stat = v), failed(facts)),
       read(
         imageProbe,
         { path },
@@ -114,19 +127,28 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
   }
   await runReads(transport, first);
 
-  // Round 2: read-only info of locked images, and whether a leftover temporary image is in use.
+  // Round 2: read-only info of locked images; the leftovers found, and whether a leftover
+  // temporary image is in use (another runner converting right now).
   const second: Read[] = [];
   for (const facts of byPath.values()) {
-    if (facts.temp.exists && facts.temp.type === "file") {
+    const p = imagePaths(facts.path);
+    const dir = dirs.get(p.dir);
+    if (dir?.free) facts.free = dir.free;
+    // Without the listing, look for both files: missing ones are simply absent.
+    const listed = (file: string) => !dir?.leftovers || dir.leftovers.has(posix.basename(file));
+    if (listed(p.temp)) {
       second.push(
+        read(fileStat, { path: p.temp }, (v) => (facts.temp = v), failed(facts)),
         read(
           imageProbe,
-          { path: imagePaths(facts.path).temp },
+          { path: p.temp },
           (v) => (facts.tempInUse = v.inUse),
           () => {},
         ),
       );
     }
+    if (listed(p.journal))
+      second.push(read(fileContent, { path: p.journal }, (v) => (facts.journal = v), failed(facts)));
     if (facts.inUse)
       second.push(read(imageInfoShared, { path: facts.path }, (v) => (facts.info = v), failed(facts)));
   }

@@ -10,25 +10,27 @@ import { TransportError } from "../errors.js";
 import { shellScript } from "./quote.js";
 import type { CommandResult, CommandSpec, Transport } from "./transport.js";
 
+// Few processes besides the commands themselves (one stat, one cat): on a fleet the batch's own
+// overhead is paid on every host.
 const SCRIPT = `
-d=$(mktemp -d "\${TMPDIR:-/tmp}/reclaim-batch.XXXXXX") || exit 125
+d=$(mktemp -d "\${TMPDIR:-/tmp}/reclaim-batch.XXXXXX") && cd "$d" || exit 125
 trap 'rm -rf "$d"' EXIT
 i=0
 while [ "$#" -gt 0 ]; do
   n=$1; shift
   refs=""; k=1
   while [ "$k" -le "$n" ]; do refs="$refs \\"\\\${$k}\\""; k=$((k+1)); done
-  eval "(LC_ALL=C exec $refs) </dev/null >\\"\\$d/$i.out\\" 2>\\"\\$d/$i.err\\"; echo \\$? >\\"\\$d/$i.rc\\"" &
+  eval "(LC_ALL=C exec $refs) </dev/null >$i.out 2>$i.err; echo \\$? >$i.rc" &
   shift "$n"
   i=$((i+1))
 done
 wait
-j=0
-while [ "$j" -lt "$i" ]; do
-  printf '@@reclaim %s %s %s %s\\n' "$j" "$(cat "$d/$j.rc")" "$(wc -c <"$d/$j.out")" "$(wc -c <"$d/$j.err")"
-  cat "$d/$j.out" "$d/$j.err"
-  j=$((j+1))
-done
+j=0; rcs=""; names=""
+while [ "$j" -lt "$i" ]; do read -r rc <"$j.rc"; rcs="$rcs $rc"; names="$names $j.out $j.err"; j=$((j+1)); done
+printf '@@reclaim-batch %s\\n' "$i"
+printf '%s\\n' $rcs
+stat -c %s $names
+cat $names
 `;
 
 /** Commands at once in one batch; a few dozen keeps the remote side's process count modest. */
@@ -43,35 +45,47 @@ export function batchArgv(commands: readonly (readonly string[])[]): string[] {
   return shellScript(SCRIPT, args);
 }
 
-/** Splits the batch's output back into one result per command, in order. */
+/**
+ * Splits the batch's output back into one result per command, in order. The output is a header
+ * line with the count, one exit status a line, the byte sizes of each command's stdout and stderr,
+ * then all of those, concatenated: sizes, not markers, so no output can be mistaken for framing.
+ */
 export function parseBatch(
   commands: readonly (readonly string[])[],
   output: Buffer,
   durationMs: number,
 ): CommandResult[] {
-  const results: CommandResult[] = [];
+  const n = commands.length;
+  const lines: string[] = [];
   let at = 0;
-  for (const [index, argv] of commands.entries()) {
+  for (let i = 0; i < 1 + 3 * n; i++) {
     const newline = output.indexOf(0x0a, at);
-    const header = output.subarray(at, newline < 0 ? output.length : newline).toString("latin1");
-    const match = /^@@reclaim (\d+) (\d+) +(\d+) +(\d+)$/.exec(header.trim());
-    if (!match || Number(match[1]) !== index)
-      throw new Error(`malformed batch output at command ${index}: ${header.slice(0, 80)}`);
-    const outLength = Number(match[3]);
-    const errLength = Number(match[4]);
-    const start = newline + 1;
-    results.push({
+    if (newline < 0) throw new Error(`malformed batch output: ${lines.length} header lines of ${1 + 3 * n}`);
+    lines.push(output.subarray(at, newline).toString("latin1"));
+    at = newline + 1;
+  }
+  if (lines[0] !== `@@reclaim-batch ${n}`)
+    throw new Error(`malformed batch output: ${String(lines[0]).slice(0, 80)}`);
+  const numbers = lines.slice(1).map((line) => {
+    if (!/^\d+$/.test(line)) throw new Error(`malformed batch output: ${line.slice(0, 80)}`);
+    return Number(line);
+  });
+  return commands.map((argv, i) => {
+    const outLength = numbers[n + 2 * i] as number;
+    const errLength = numbers[n + 2 * i + 1] as number;
+    const stdout = output.subarray(at, at + outLength).toString("utf8");
+    const stderr = output.subarray(at + outLength, at + outLength + errLength).toString("utf8");
+    at += outLength + errLength;
+    return {
       argv,
-      exitCode: Number(match[2]),
+      exitCode: numbers[i] as number,
       signal: null,
-      stdout: output.subarray(start, start + outLength).toString("utf8"),
-      stderr: output.subarray(start + outLength, start + outLength + errLength).toString("utf8"),
+      stdout,
+      stderr,
       durationMs,
       timedOut: false,
-    });
-    at = start + outLength + errLength;
-  }
-  return results;
+    };
+  });
 }
 
 /** Runs `commands` in one round trip (in chunks of MAX_BATCH); results in the same order. */
