@@ -93,14 +93,26 @@ try {
       ],
       {},
     );
-  const ansible = () =>
-    timed("ansible-playbook", ["-i", inventory, "-f", String(HOSTS), ansiblePlaybook], {
-      ANSIBLE_PIPELINING: "True",
-      ANSIBLE_HOST_KEY_CHECKING: "True",
-      ANSIBLE_SSH_ARGS: `-o UserKnownHostsFile=${knownHosts} -o ControlMaster=auto -o ControlPersist=60s`,
-      ANSIBLE_NOCOLOR: "1",
-      ANSIBLE_STDOUT_CALLBACK: "default",
-    });
+  let ansibleRun = 0;
+  const ansible = () => {
+    // Each run gets fresh ControlMaster sockets, as a CI job would: a mux master left over from the
+    // previous run was seen to wedge a worker for good.
+    const controlDir = join(dir, `cp${++ansibleRun}`);
+    mkdirSync(controlDir);
+    try {
+      return timed("ansible-playbook", ["-i", inventory, "-f", String(HOSTS), ansiblePlaybook], {
+        ANSIBLE_PIPELINING: "True",
+        ANSIBLE_HOST_KEY_CHECKING: "True",
+        ANSIBLE_SSH_ARGS: `-o UserKnownHostsFile=${knownHosts} -o ControlMaster=auto -o ControlPersist=60s`,
+        ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
+        ANSIBLE_NOCOLOR: "1",
+        ANSIBLE_STDOUT_CALLBACK: "default",
+      });
+    } finally {
+      // End this run's mux masters (they outlive ansible-playbook by design).
+      spawnSync("pkill", ["-f", `${controlDir}/`]);
+    }
+  };
 
   const hasAnsible = spawnSync("ansible-playbook", ["--version"]).status === 0;
   const rows: { tool: string; runs: number[] }[] = [{ tool: "reclaim plan", runs: [] }];
