@@ -6,9 +6,7 @@ import type SSHConfig from "ssh-config";
 import type { InventoryHost } from "../inventory/model.js";
 import { withBecome } from "../transport/become.js";
 import { createLocalTransport } from "../transport/local.js";
-import { connectChain, SshConnectError } from "../transport/ssh/connect.js";
 import { parseSshConfig, resolveSshSettings, type SshOverrides } from "../transport/ssh/settings.js";
-import { createSshTransport } from "../transport/ssh/ssh-transport.js";
 import type { Transport } from "../transport/transport.js";
 
 export type Opened = { transport: Transport } | { unreachable: string };
@@ -18,6 +16,8 @@ export interface SshContext {
   overrides: SshOverrides;
   agentSocket?: string;
   passphrase?: string;
+  /** At a terminal, without RECLAIM_SSH_PASSPHRASE: ask for an encrypted key's passphrase. */
+  askPassphrase?: (file: string) => Promise<string | undefined>;
   becomePassword?: string;
 }
 
@@ -65,10 +65,14 @@ export async function openTransport(host: InventoryHost, ssh: SshContext): Promi
         ssh.config,
         ssh.overrides,
       );
+      // Loaded on first use: a run with only local hosts never pays for ssh2.
+      const { connectChain, SshConnectError } = await import("../transport/ssh/connect.js");
+      const { createSshTransport } = await import("../transport/ssh/ssh-transport.js");
       try {
         const chain = await connectChain(settings, {
           ...(ssh.agentSocket ? { agentSocket: ssh.agentSocket } : {}),
           ...(ssh.passphrase ? { passphrase: ssh.passphrase } : {}),
+          ...(ssh.askPassphrase ? { askPassphrase: ssh.askPassphrase } : {}),
         });
         return { transport: become(createSshTransport(host.name, chain)) };
       } catch (error) {

@@ -4,7 +4,6 @@ import { CancelledError, UsageError } from "../../errors.js";
 import { hasChanges } from "../../plan/build.js";
 import type { Plan } from "../../plan/plan.js";
 import { EXIT, exitCodeOf } from "../../report/exit-code.js";
-import { createListrRenderer } from "../../report/listr-renderer.js";
 import { createPlainRenderer } from "../../report/plain-renderer.js";
 import { formatPlan } from "../../report/plan-text.js";
 import { formatRecap } from "../../report/recap-text.js";
@@ -17,6 +16,7 @@ import { type SshContext, sshContextFrom } from "../../run/transports.js";
 import { loadWorkspace, type Workspace } from "../../run/workspace.js";
 import type { SshOverrides } from "../../transport/ssh/settings.js";
 import { type CliIo, print } from "../io.js";
+import { passphrasePrompter } from "../prompt.js";
 
 export interface RunOptions {
   inventory?: string;
@@ -63,11 +63,14 @@ async function sshContext(options: SshCliOptions, io: CliIo): Promise<SshContext
     );
   }
   try {
-    return await sshContextFrom({
+    const context = await sshContextFrom({
       ...(options.sshConfig ? { sshConfigFile: options.sshConfig } : {}),
       overrides,
       env: io.env,
     });
+    // At a terminal, a key with a passphrase not given in the environment is asked for, as ssh does.
+    if (io.interactive && !context.passphrase) context.askPassphrase = passphrasePrompter(io);
+    return context;
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
@@ -113,7 +116,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
       return exitCodeOf(result);
     }
     if (!options.yes) await confirm(io);
-    const renderer = chooseRenderer(io, options);
+    const renderer = await chooseRenderer(io, options);
     const result = await executePlan({
       ...prepared,
       plays: workspace.plays,
@@ -134,9 +137,12 @@ function signalOf(options: RunOptions): { signal?: AbortSignal } {
   return options.signal ? { signal: options.signal } : {};
 }
 
-function chooseRenderer(io: CliIo, options: RunOptions): Renderer {
+async function chooseRenderer(io: CliIo, options: RunOptions): Promise<Renderer> {
   if (options.json) return silentRenderer;
-  return io.interactive ? createListrRenderer() : createPlainRenderer(io.stdout);
+  if (!io.interactive) return createPlainRenderer(io.stdout);
+  // listr2 only where a person watches a terminal; pipelines never load it.
+  const { createListrRenderer } = await import("../../report/listr-renderer.js");
+  return createListrRenderer();
 }
 
 function report(io: CliIo, options: RunOptions, plan: Plan, result: RunResult, headline?: string): void {

@@ -19,6 +19,8 @@ export interface AuthOptions {
   agentSocket?: string;
   /** For encrypted identity files; never logged. */
   passphrase?: string;
+  /** Asks a person for the passphrase of an encrypted key (only at a terminal). */
+  askPassphrase?: (file: string) => Promise<string | undefined>;
 }
 
 export async function planAuth(options: AuthOptions): Promise<AuthPlan> {
@@ -30,10 +32,14 @@ export async function planAuth(options: AuthOptions): Promise<AuthPlan> {
   for (const file of options.identityFiles) {
     const data = await readFile(file).catch(() => undefined);
     if (!data) continue; // OpenSSH silently skips default identities that do not exist
-    const parsed = ssh2.utils.parseKey(data, options.passphrase);
+    let parsed = ssh2.utils.parseKey(data, options.passphrase);
+    if (parsed instanceof Error && isEncrypted(parsed) && options.askPassphrase) {
+      const asked = await options.askPassphrase(file);
+      if (asked !== undefined) parsed = ssh2.utils.parseKey(data, asked);
+    }
     if (parsed instanceof Error) {
       notes.push(
-        /encrypted|passphrase/i.test(parsed.message)
+        isEncrypted(parsed)
           ? `${file} is encrypted: set RECLAIM_SSH_PASSPHRASE`
           : `${file}: ${parsed.message}`,
       );
@@ -43,4 +49,8 @@ export async function planAuth(options: AuthOptions): Promise<AuthPlan> {
     if (key) methods.push({ type: "publickey", username: options.user, key });
   }
   return { methods, notes };
+}
+
+function isEncrypted(error: Error): boolean {
+  return /encrypted|passphrase|bad decrypt/i.test(error.message);
 }

@@ -23,6 +23,7 @@ export class SshConnectError extends Error {
 export interface ConnectOptions {
   agentSocket?: string;
   passphrase?: string;
+  askPassphrase?: (file: string) => Promise<string | undefined>;
   /** Attempts for transient failures, and the first backoff (doubled each time). */
   attempts?: number;
   backoffMs?: number;
@@ -107,6 +108,7 @@ async function connectHop(
       identitiesOnly: hop.identitiesOnly,
       ...(options.agentSocket ? { agentSocket: options.agentSocket } : {}),
       ...(options.passphrase ? { passphrase: options.passphrase } : {}),
+      ...(options.askPassphrase ? { askPassphrase: options.askPassphrase } : {}),
     }),
   ]);
   if (auth.methods.length === 0) {
