@@ -45,6 +45,8 @@ export interface GuestSsh {
   host: string;
   user?: string;
   port?: number;
+  /** Absent: through the hypervisor's connection. "none": directly. Otherwise a ProxyJump spec. */
+  jump?: string;
 }
 
 export interface GuestDisk {

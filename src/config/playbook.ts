@@ -250,6 +250,7 @@ function resolveSsh(raw: Raw.Ssh): GuestSsh {
   const ssh: GuestSsh = { host: raw.host };
   if (raw.user !== undefined) ssh.user = raw.user;
   if (raw.port !== undefined) ssh.port = raw.port;
+  if (raw.jump !== undefined) ssh.jump = raw.jump;
   return ssh;
 }
 

@@ -159,7 +159,7 @@ export interface Guest {
  */
 export interface Ssh {
   /**
-   * Address or name of the guest, as seen from the machine running reclaim.
+   * Address or name of the guest, as seen from its hypervisor (the guest is reached through the hypervisor unless `jump` says otherwise).
    */
   host: string;
   /**
@@ -170,4 +170,8 @@ export interface Ssh {
    * SSH port.
    */
   port?: number;
+  /**
+   * How to reach the guest: left out, through its hypervisor's SSH connection (a guest's address is usually routable only from its host); `none`, directly from the machine running reclaim; otherwise jump hosts as OpenSSH's ProxyJump writes them (`[user@]host[:port]`, comma-separated).
+   */
+  jump?: string;
 }

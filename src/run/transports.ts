@@ -6,6 +6,7 @@ import type SSHConfig from "ssh-config";
 import type { InventoryHost } from "../inventory/model.js";
 import { withBecome } from "../transport/become.js";
 import { createLocalTransport } from "../transport/local.js";
+import type { ConnectOptions } from "../transport/ssh/connect.js";
 import { parseSshConfig, resolveSshSettings, type SshOverrides } from "../transport/ssh/settings.js";
 import type { Transport } from "../transport/transport.js";
 
@@ -69,11 +70,7 @@ export async function openTransport(host: InventoryHost, ssh: SshContext): Promi
       const { connectChain, SshConnectError } = await import("../transport/ssh/connect.js");
       const { createSshTransport } = await import("../transport/ssh/ssh-transport.js");
       try {
-        const chain = await connectChain(settings, {
-          ...(ssh.agentSocket ? { agentSocket: ssh.agentSocket } : {}),
-          ...(ssh.passphrase ? { passphrase: ssh.passphrase } : {}),
-          ...(ssh.askPassphrase ? { askPassphrase: ssh.askPassphrase } : {}),
-        });
+        const chain = await connectChain(settings, connectOptionsOf(ssh));
         return { transport: become(createSshTransport(host.name, chain)) };
       } catch (error) {
         if (error instanceof SshConnectError) return { unreachable: error.message };
@@ -81,4 +78,13 @@ export async function openTransport(host: InventoryHost, ssh: SshContext): Promi
       }
     }
   }
+}
+
+/** The secrets and prompts every SSH connection of a run shares. */
+export function connectOptionsOf(ssh: SshContext): ConnectOptions {
+  return {
+    ...(ssh.agentSocket ? { agentSocket: ssh.agentSocket } : {}),
+    ...(ssh.passphrase ? { passphrase: ssh.passphrase } : {}),
+    ...(ssh.askPassphrase ? { askPassphrase: ssh.askPassphrase } : {}),
+  };
 }

@@ -16,6 +16,7 @@ export function withBecome(inner: Transport, password?: string): Transport {
             argv: ["sudo", "-S", "-p", "", "--", ...spec.argv],
             stdin: `${password}\n${spec.stdin ?? ""}`,
           }),
+    ...(inner.tunnel ? { tunnel: inner.tunnel.bind(inner) } : {}),
     close: () => inner.close(),
   };
 }

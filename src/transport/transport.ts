@@ -1,3 +1,5 @@
+import type { Duplex } from "node:stream";
+
 /**
  * The narrow interface every task and fact talks to. A transport runs argv (never a shell string
  * assembled from data), reports the result as data and never prints.
@@ -30,6 +32,11 @@ export interface Transport {
   /** The inventory host this transport reaches, for messages. */
   readonly host: string;
   run(spec: CommandSpec): Promise<CommandResult>;
+  /**
+   * A TCP stream to host:port opened from the far side (SSH's direct-tcpip), for reaching what only
+   * that host can route to, such as its guests. Absent where the far side is this machine.
+   */
+  tunnel?(host: string, port: number): Promise<Duplex>;
   close(): Promise<void>;
 }
 

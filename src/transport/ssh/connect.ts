@@ -24,6 +24,8 @@ export interface ConnectOptions {
   agentSocket?: string;
   passphrase?: string;
   askPassphrase?: (file: string) => Promise<string | undefined>;
+  /** Open the first hop's stream through another connection (a guest through its hypervisor). */
+  via?: (host: string, port: number) => Promise<Duplex>;
   /** Attempts for transient failures, and the first backoff (doubled each time). */
   attempts?: number;
   backoffMs?: number;
@@ -56,7 +58,12 @@ async function connectOnce(settings: SshSettings, options: ConnectOptions): Prom
     for (const c of [...clients].reverse()) c.end();
   };
   try {
-    let sock: Duplex | undefined;
+    const first = hops[0] as SshEndpoint;
+    let sock: Duplex | undefined = options.via
+      ? await options.via(first.hostname, first.port).catch((error: Error) => {
+          throw new SshConnectError(error.message, false);
+        })
+      : undefined;
     for (const [i, hop] of hops.entries()) {
       const client = await connectHop(hop, settings, sock, options);
       clients.push(client);

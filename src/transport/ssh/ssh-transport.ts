@@ -4,6 +4,7 @@
  * `maxChannels` and by retrying a refused channel open, since a slot frees only after the close
  * handshake (and, on a server with a lower limit, when one of our other commands ends).
  */
+import type { Duplex } from "node:stream";
 import type { ClientChannel } from "ssh2";
 import { TransportError } from "../../errors.js";
 import { quoteArgv } from "../quote.js";
@@ -55,6 +56,16 @@ export function createSshTransport(
       } finally {
         slots.release();
       }
+    },
+    tunnel(to: string, port: number): Promise<Duplex> {
+      if (lost) return Promise.reject(new TransportError(lost));
+      return new Promise((resolve, reject) => {
+        chain.client.forwardOut("127.0.0.1", 0, to, port, (error, stream) =>
+          error
+            ? reject(new TransportError(`cannot reach ${to}:${port} from ${host}: ${error.message}`))
+            : resolve(stream),
+        );
+      });
     },
     async close() {
       chain.close();
