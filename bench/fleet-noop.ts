@@ -79,6 +79,8 @@ try {
     timed(
       "node",
       [
+        // e.g. BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile reclaim's side.
+        ...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
         join(ROOT, "dist/cli/main.js"),
         "plan",
         "-i",
