@@ -1,0 +1,74 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { GuestFilesystem } from "../../../src/guest/filesystems.js";
+import {
+  FILL_FILE,
+  fillArgv,
+  fillSize,
+  parseFilled,
+  parseTrimmed,
+  trimArgv,
+} from "../../../src/guest/zero-commands.js";
+import { fixture } from "../../helpers/results.js";
+
+const MiB = 1024 * 1024;
+const fs = (availMiB: number, sizeMiB = 1000): GuestFilesystem => ({
+  mount: "/data",
+  device: "/dev/vdb",
+  type: "ext4",
+  sizeBytes: sizeMiB * MiB,
+  usedBytes: (sizeMiB - availMiB) * MiB,
+  availableBytes: availMiB * MiB,
+  discard: false,
+});
+
+describe("zeroing commands", () => {
+  it("reads the bytes fstrim trimmed, from util-linux and from older formats", () => {
+    expect(parseTrimmed(fixture("guest/fstrim-util-linux.txt"))).toBe(1288490188);
+    expect(parseTrimmed(fixture("guest/fstrim-old.txt"))).toBe(1288490188);
+    expect(parseTrimmed("fstrim: /data: the discard operation is not supported")).toBeUndefined();
+  });
+
+  it("reads what dd wrote, even when the filesystem filled up under it", () => {
+    expect(parseFilled(fixture("guest/dd-enospc.txt"))).toBe(104857600);
+  });
+
+  it("fills all but the reserve, as a share or a size, and nothing when the reserve covers it", () => {
+    expect(fillSize(fs(500), { kind: "ratio", ratio: 0.05 })).toEqual({ mib: 450 });
+    expect(fillSize(fs(500), { kind: "bytes", bytes: 100 * MiB })).toEqual({ mib: 400 });
+    expect(fillSize(fs(40), { kind: "ratio", ratio: 0.05 })).toEqual({
+      skip: "/data: free space is within the reserve, nothing to fill",
+    });
+  });
+
+  it("syncs before trimming and passes the mount point as data", () => {
+    const argv = trimArgv("/srv/my data");
+    expect(argv.at(-1)).toBe("/srv/my data");
+    expect(argv[2]).toMatch(/^sync && exec fstrim -v -- "\$1"$/);
+  });
+
+  it("writes the zeros, then leaves no fill file behind, on success and on failure", () => {
+    const dir = mkdtempSync(join(tmpdir(), "reclaim-fill-test-"));
+    try {
+      const out = execFileSync(fillArgv(dir, 3)[0] as string, fillArgv(dir, 3).slice(1), {
+        encoding: "utf8",
+      });
+      expect(parseFilled(out)).toBe(3 * MiB);
+      expect(readdirSync(dir)).toEqual([]);
+      // A directory where the file should be: dd fails; still nothing left, and the failure shows.
+      execFileSync("mkdir", [join(dir, FILL_FILE)]);
+      expect(() => execFileSync("sh", fillArgv(dir, 1).slice(1), { stdio: "ignore" })).toThrow();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it("refuses a fill size that is not a positive whole number", () => {
+    expect(() => fillArgv("/data", 0)).toThrow(RangeError);
+    expect(() => fillArgv("/data", 1.5)).toThrow(RangeError);
+  });
+});
