@@ -25,6 +25,7 @@ export const dfArgv = ["df", "-P", "-k"];
 export const discardArgv = [
   "sh",
   "-c",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
   'for d in /sys/block/*; do n=${d##*/}; m=$(cat "$d/queue/discard_max_bytes" 2>/dev/null || echo 0); echo "$n $m $(cat "$d/dm/name" 2>/dev/null)"; for p in "$d"/"$n"*; do [ -e "$p/partition" ] && echo "${p##*/} $m"; done; done',
 ];
 
