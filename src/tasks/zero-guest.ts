@@ -1,0 +1,154 @@
+/**
+ * The guest-side task: free blocks inside a running Linux guest, before the host rewrites its
+ * image. `checkZeroGuest` reads the guest's filesystems and decides per filesystem (trim where
+ * discard reaches the disk, else fill); `applyZeroGuest` carries out exactly that.
+ */
+import type { Reserve, ZeroMode } from "../config/model.js";
+import { formatBytes } from "../config/units.js";
+import {
+  dfArgv,
+  discardArgv,
+  type GuestFilesystem,
+  mountsArgv,
+  parseGuestFilesystems,
+} from "../guest/filesystems.js";
+import {
+  FILL_FILE,
+  fillArgv,
+  fillFilePath,
+  fillSize,
+  parseFilled,
+  parseTrimmed,
+  removeFillLeftoversArgv,
+  trimArgv,
+} from "../guest/zero-commands.js";
+import { runBatch } from "../transport/batch.js";
+import { describeFailure, type Transport } from "../transport/transport.js";
+
+export type ZeroStep =
+  | { kind: "trim"; mount: string }
+  | { kind: "fill"; mount: string; mib: number }
+  | { kind: "skip"; mount: string; reason: string };
+
+export interface GuestZeroPlan {
+  guest: string;
+  filesystems: GuestFilesystem[];
+  /** Fill files a lost connection left behind; removed first. */
+  leftovers: string[];
+  steps: ZeroStep[];
+  /** The most a fill could add to the image on the host (zeros stored as data), for the room check. */
+  fillBytes: number;
+}
+
+export interface ZeroOutcome {
+  mount: string;
+  kind: "trim" | "fill" | "skip";
+  ok: boolean;
+  /** Bytes trimmed, or zeros written. */
+  bytes: number;
+  message: string;
+}
+
+const MiB = 1024 * 1024;
+/** A fill writes at least ~150 MB/s here under emulation; this bounds even a large filesystem. */
+const FILL_TIMEOUT_MS = 6 * 60 * 60 * 1000;
+const TRIM_TIMEOUT_MS = 60 * 60 * 1000;
+
+/** Pure: what to do on each filesystem for a zero mode. */
+export function decideZero(
+  guest: string,
+  filesystems: readonly GuestFilesystem[],
+  mode: ZeroMode,
+  reserve: Reserve,
+): GuestZeroPlan {
+  const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
+    if (mode === "none") return { kind: "skip", mount: fs.mount, reason: "zero: none" };
+    if (mode === "trim" || (mode === "auto" && fs.discard)) {
+      return fs.discard
+        ? { kind: "trim", mount: fs.mount }
+        : {
+            kind: "skip",
+            mount: fs.mount,
+            reason:
+              "the disk under it does not pass discard, so a trim would free nothing (zero: fill or auto would)",
+          };
+    }
+    const size = fillSize(fs, reserve);
+    return "skip" in size
+      ? { kind: "skip", mount: fs.mount, reason: size.skip }
+      : { kind: "fill", mount: fs.mount, mib: size.mib };
+  });
+  const fillBytes = steps.reduce((sum, s) => sum + (s.kind === "fill" ? s.mib * MiB : 0), 0);
+  return { guest, filesystems: [...filesystems], leftovers: [], steps, fillBytes };
+}
+
+/** Read-only: the guest's filesystems, leftovers of earlier fills, and the decision. */
+export async function checkZeroGuest(
+  transport: Transport,
+  guest: string,
+  mode: ZeroMode,
+  reserve: Reserve,
+): Promise<GuestZeroPlan> {
+  const [mounts, df, discard] = await runBatch(transport, [mountsArgv, dfArgv, discardArgv]);
+  if (!mounts || !df || !discard) throw new Error("the guest answered too few facts");
+  const filesystems = parseGuestFilesystems(mounts, df, discard);
+  const plan = decideZero(guest, filesystems, mode, reserve);
+  const probes = await runBatch(
+    transport,
+    filesystems.map((fs) => ["test", "-e", fillFilePath(fs.mount)]),
+  );
+  plan.leftovers = filesystems.filter((_, i) => probes[i]?.exitCode === 0).map((fs) => fs.mount);
+  return plan;
+}
+
+/** Carries out the plan, one filesystem after another, and reports each as data. */
+export async function applyZeroGuest(
+  plan: GuestZeroPlan,
+  transport: Transport,
+  signal?: AbortSignal,
+): Promise<ZeroOutcome[]> {
+  const run = (argv: string[], timeoutMs: number) =>
+    transport.run({ argv, timeoutMs, ...(signal ? { signal } : {}) });
+  if (plan.leftovers.length > 0) {
+    const removed = await run(removeFillLeftoversArgv(plan.leftovers), 60_000);
+    if (removed.exitCode !== 0)
+      throw new Error(`cannot remove ${FILL_FILE} left by an earlier run: ${describeFailure(removed)}`);
+  }
+  const outcomes: ZeroOutcome[] = [];
+  for (const step of plan.steps) {
+    if (step.kind === "skip") {
+      outcomes.push({ mount: step.mount, kind: "skip", ok: true, bytes: 0, message: step.reason });
+      continue;
+    }
+    if (step.kind === "trim") {
+      const r = await run(trimArgv(step.mount), TRIM_TIMEOUT_MS);
+      const bytes = parseTrimmed(r.stdout) ?? 0;
+      outcomes.push({
+        mount: step.mount,
+        kind: "trim",
+        ok: r.exitCode === 0,
+        bytes,
+        message: r.exitCode === 0 ? `trimmed ${formatBytes(bytes)}` : describeFailure(r),
+      });
+      continue;
+    }
+    const r = await run(fillArgv(step.mount, step.mib), FILL_TIMEOUT_MS);
+    const bytes = parseFilled(r.stdout) ?? 0;
+    // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
+    // gone either way, and the zeros written still count.
+    const full = /No space left on device/.test(r.stdout);
+    outcomes.push({
+      mount: step.mount,
+      kind: "fill",
+      ok: r.exitCode === 0 || full,
+      bytes,
+      message:
+        r.exitCode === 0
+          ? `wrote ${formatBytes(bytes)} of zeros`
+          : full
+            ? `the filesystem filled up after ${formatBytes(bytes)}; stopped`
+            : describeFailure(r),
+    });
+  }
+  return outcomes;
+}

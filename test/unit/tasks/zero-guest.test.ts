@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import type { GuestFilesystem } from "../../../src/guest/filesystems.js";
+import { applyZeroGuest, decideZero } from "../../../src/tasks/zero-guest.js";
+import type { CommandSpec, Transport } from "../../../src/transport/transport.js";
+
+const MiB = 1024 * 1024;
+const fs = (mount: string, discard: boolean, availMiB = 900): GuestFilesystem => ({
+  mount,
+  device: "/dev/vdb",
+  type: "ext4",
+  sizeBytes: 1000 * MiB,
+  usedBytes: (1000 - availMiB) * MiB,
+  availableBytes: availMiB * MiB,
+  discard,
+});
+const reserve = { kind: "ratio" as const, ratio: 0.05 };
+
+describe("deciding how to free a guest's blocks", () => {
+  it("trims where discard reaches the disk and fills elsewhere, with zero: auto", () => {
+    const plan = decideZero("vm", [fs("/", true), fs("/data", false)], "auto", reserve);
+    expect(plan.steps).toEqual([
+      { kind: "trim", mount: "/" },
+      { kind: "fill", mount: "/data", mib: 850 },
+    ]);
+    expect(plan.fillBytes).toBe(850 * MiB);
+  });
+
+  it("never trims where it would free nothing, with zero: trim", () => {
+    const [step] = decideZero("vm", [fs("/data", false)], "trim", reserve).steps;
+    expect(step).toMatchObject({ kind: "skip", reason: expect.stringMatching(/does not pass discard/) });
+  });
+
+  it("fills every filesystem with zero: fill, and nothing with zero: none", () => {
+    expect(decideZero("vm", [fs("/", true)], "fill", reserve).steps).toEqual([
+      { kind: "fill", mount: "/", mib: 850 },
+    ]);
+    expect(decideZero("vm", [fs("/", true)], "none", reserve).steps.map((s) => s.kind)).toEqual(["skip"]);
+  });
+});
+
+describe("freeing a guest's blocks", () => {
+  function scripted(answers: Record<string, { exitCode: number; stdout: string }>): {
+    transport: Transport;
+    ran: string[];
+  } {
+    const ran: string[] = [];
+    const transport: Transport = {
+      host: "vm",
+      run: async (spec: CommandSpec) => {
+        const key = spec.argv.join(" ");
+        ran.push(key);
+        const hit = Object.entries(answers).find(([k]) => key.includes(k));
+        const a = hit?.[1] ?? { exitCode: 0, stdout: "" };
+        return {
+          argv: spec.argv,
+          exitCode: a.exitCode,
+          signal: null,
+          stdout: a.stdout,
+          stderr: "",
+          durationMs: 1,
+          timedOut: false,
+        };
+      },
+      close: async () => {},
+    };
+    return { transport, ran };
+  }
+
+  it("removes an old fill file first, then trims and fills, reporting the bytes", async () => {
+    const plan = {
+      ...decideZero("vm", [fs("/", true), fs("/data", false)], "auto", reserve),
+      leftovers: ["/data"],
+    };
+    const { transport, ran } = scripted({
+      fstrim: { exitCode: 0, stdout: "/: 1 GiB (1073741824 bytes) trimmed\n" },
+      "dd if=/dev/zero": { exitCode: 0, stdout: "891289600 bytes (891 MB, 850 MiB) copied, 4 s, 220 MB/s\n" },
+    });
+    const outcomes = await applyZeroGuest(plan, transport);
+    expect(ran[0]).toBe("rm -f -- /data/.reclaim-zero-fill");
+    expect(outcomes.map((o) => [o.mount, o.kind, o.ok, o.bytes])).toEqual([
+      ["/", "trim", true, 1073741824],
+      ["/data", "fill", true, 891289600],
+    ]);
+  });
+
+  it("counts a fill cut short by a full filesystem as done, with what it wrote", async () => {
+    const plan = decideZero("vm", [fs("/data", false)], "fill", reserve);
+    const { transport } = scripted({
+      "dd if=/dev/zero": {
+        exitCode: 1,
+        stdout:
+          "dd: error writing '/data/.reclaim-zero-fill': No space left on device\n104857600 bytes (105 MB, 100 MiB) copied, 0.5 s\n",
+      },
+    });
+    const [outcome] = await applyZeroGuest(plan, transport);
+    expect(outcome).toMatchObject({
+      ok: true,
+      bytes: 104857600,
+      message: expect.stringMatching(/filled up after 100 MiB/),
+    });
+  });
+});
