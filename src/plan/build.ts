@@ -5,6 +5,7 @@
 import {
   type DiskPlan,
   type GuestPlan,
+  type GuestZeroPlan,
   type HostPlan,
   isChange,
   PLAN_VERSION,
@@ -20,6 +21,7 @@ export interface GuestOnHost {
   /** The guest named this host itself (`host:`); otherwise it was looked for here. */
   pinned: boolean;
   notes: string[];
+  zero?: GuestZeroPlan;
   disks: DiskPlan[];
 }
 
@@ -42,7 +44,14 @@ export function buildPlan(entries: readonly HostEntry[], createdAt: Date): Plan 
         (g) =>
           g.pinned || g.disks.some((d) => !d.absent) || !foundSomewhere.has(`${g.playIndex}\0${g.guest}`),
       )
-      .map((g) => ({ name: g.guest, play: g.play, playIndex: g.playIndex, notes: g.notes, disks: g.disks }));
+      .map((g) => ({
+        name: g.guest,
+        play: g.play,
+        playIndex: g.playIndex,
+        notes: g.notes,
+        ...(g.zero ? { zero: g.zero } : {}),
+        disks: g.disks,
+      }));
     return {
       host: entry.host,
       plays: entry.plays,

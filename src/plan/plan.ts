@@ -2,6 +2,7 @@
  * The plan: plain, serialisable data made by a pure function from the configuration and the facts.
  * It says, per host, guest and disk, what will be done in which order and why, or why not.
  */
+import type { GuestFilesystem } from "../guest/filesystems.js";
 import type { FileIdentity } from "../image/journal.js";
 
 export const PLAN_VERSION = 1;
@@ -68,6 +69,23 @@ export interface DiskPlan {
   backup?: string;
 }
 
+/** A guest-side step on one filesystem: trim, fill with a bounded amount of zeros, or nothing. */
+export type ZeroStep =
+  | { kind: "trim"; mount: string }
+  | { kind: "fill"; mount: string; mib: number }
+  | { kind: "skip"; mount: string; reason: string };
+
+/** What will be done inside a guest, before the host touches its disks. */
+export interface GuestZeroPlan {
+  guest: string;
+  filesystems: GuestFilesystem[];
+  /** Fill files a lost connection left behind; removed first. */
+  leftovers: string[];
+  steps: ZeroStep[];
+  /** The most a fill could add to the image on the host (zeros stored as data), for the room check. */
+  fillBytes: number;
+}
+
 export interface GuestPlan {
   name: string;
   play: string;
@@ -75,6 +93,8 @@ export interface GuestPlan {
   playIndex: number;
   /** Things said about the guest as a whole (guest-side steps, absence from a host). */
   notes: string[];
+  /** Freeing blocks inside the guest first, when its policy asks and it could be reached. */
+  zero?: GuestZeroPlan;
   disks: DiskPlan[];
 }
 

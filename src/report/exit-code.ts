@@ -19,7 +19,7 @@ export const EXIT = {
 } as const;
 
 export function exitCodeOf(result: RunResult): number {
-  if (result.disks.some((d) => d.status === "failed")) return EXIT.failed;
+  if (result.disks.some((d) => d.status === "failed") || result.guests.some((g) => !g.ok)) return EXIT.failed;
   if (result.hosts.some((h) => h.unreachable)) return EXIT.unreachable;
   return EXIT.ok;
 }

@@ -75,6 +75,10 @@ export function createListrRenderer(): Renderer {
           finished = list.run().catch(() => undefined);
           return;
         }
+        case "guest-zero-start":
+        case "guest-zero-end":
+          // Shown in the recap; the listr tree is per disk.
+          return;
         case "disk-start":
           show(event.disk.host, event.disk.path, `${event.plan.action}: ${event.plan.reason}`);
           return;

@@ -19,6 +19,16 @@ export function createPlainRenderer(
         case "run-start":
         case "run-end":
           return;
+        case "guest-zero-start":
+          line(
+            `${event.host} ${event.guest}: freeing blocks inside the guest (${event.plan.steps.map((st) => `${st.kind} ${st.mount}`).join(", ")})`,
+          );
+          return;
+        case "guest-zero-end":
+          line(
+            `${event.result.host} ${event.result.guest}: guest ${event.result.ok ? "done" : "FAILED"}: ${event.result.message}`,
+          );
+          return;
         case "disk-start":
           line(
             `${event.disk.host} ${event.disk.guest} ${event.disk.path}: ${event.plan.action} (${event.plan.reason})`,

@@ -1,6 +1,6 @@
 /** The human plan, read like a good `terraform plan`: per host, guest and disk, what and why. */
 import { formatBytes } from "../config/units.js";
-import type { DiskPlan, Plan } from "../plan/plan.js";
+import type { DiskPlan, Plan, ZeroStep } from "../plan/plan.js";
 
 const VERB: Record<DiskPlan["action"], string> = {
   rewrite: "rewrite",
@@ -19,6 +19,12 @@ export function formatPlan(plan: Plan): string {
     for (const guest of host.guests) {
       lines.push(`  guest ${guest.name}  (play: ${guest.play})`);
       for (const note of guest.notes) lines.push(`    note: ${note}`);
+      if (guest.zero) {
+        lines.push("    inside the guest, first:");
+        for (const leftover of guest.zero.leftovers)
+          lines.push(`      remove a fill file an interrupted run left in ${leftover}`);
+        for (const step of guest.zero.steps) lines.push(`      ${describeZeroStep(step)}`);
+      }
       for (const disk of guest.disks) lines.push(...formatDisk(disk));
     }
     lines.push("");
@@ -50,4 +56,15 @@ export function formatTotals(plan: Plan): string {
       : "";
   const unreachable = plan.hosts.filter((h) => h.unreachable).length;
   return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
+}
+
+function describeZeroStep(step: ZeroStep): string {
+  switch (step.kind) {
+    case "trim":
+      return `trim ${step.mount} (fstrim: discard reaches the disk)`;
+    case "fill":
+      return `fill ${step.mount} with ${formatBytes(step.mib * 1024 * 1024)} of zeros (leaving the reserve free), then remove the file`;
+    case "skip":
+      return `leave ${step.mount} alone: ${step.reason}`;
+  }
 }

@@ -4,6 +4,11 @@ import type { RunResult } from "../run/results.js";
 
 export function formatRecap(result: RunResult): string {
   const lines: string[] = [];
+  for (const g of result.guests) {
+    lines.push(
+      `${(g.ok ? "guest" : "failed").padEnd(7)} ${g.host} ${g.guest} (inside the guest): ${g.message}`,
+    );
+  }
   for (const d of result.disks) {
     const sizes =
       d.allocatedAfter !== undefined && d.allocatedBefore !== undefined

@@ -2,8 +2,8 @@
  * What the executor tells the world while it works. Renderers (listr2, plain lines, JSON) are
  * adapters that consume these; the core never prints.
  */
-import type { DiskPlan, Plan, StepKind } from "../plan/plan.js";
-import type { DiskResult, RunResult } from "./results.js";
+import type { DiskPlan, GuestZeroPlan, Plan, StepKind } from "../plan/plan.js";
+import type { DiskResult, GuestZeroResult, RunResult } from "./results.js";
 
 export interface DiskRef {
   host: string;
@@ -13,6 +13,8 @@ export interface DiskRef {
 
 export type RunEvent =
   | { type: "run-start"; plan: Plan }
+  | { type: "guest-zero-start"; host: string; guest: string; plan: GuestZeroPlan }
+  | { type: "guest-zero-end"; result: GuestZeroResult }
   | { type: "disk-start"; disk: DiskRef; plan: DiskPlan }
   | { type: "step-start"; disk: DiskRef; step: StepKind; description: string }
   | { type: "step-progress"; disk: DiskRef; step: StepKind; percent: number }

@@ -6,19 +6,22 @@
  * facts as they are now, not as they were when the plan was shown.
  */
 import type { Play, ReclaimPolicy, Serial } from "../config/model.js";
-import type { DiskPlan, HostPlan, Plan } from "../plan/plan.js";
+import type { DiskPlan, GuestPlan, GuestZeroPlan, HostPlan, Plan } from "../plan/plan.js";
 import { applyRewrite, checkRewrite } from "../tasks/rewrite-image.js";
+import { applyZeroGuest } from "../tasks/zero-guest.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
 import type { EmitEvent } from "./events.js";
 import { recapHosts } from "./recap.js";
-import type { DiskResult, RunResult } from "./results.js";
+import type { DiskResult, GuestZeroResult, RunResult } from "./results.js";
 
 export interface ExecuteOptions {
   plan: Plan;
   /** The plays the plan was made from, in the same order as each guest's playIndex. */
   plays: readonly Pick<Play, "name" | "serial" | "maxFailPercentage" | "policy">[];
   transports: ReadonlyMap<string, Transport>;
+  /** Connections to guests whose blocks are freed first, by `host\0guest`. */
+  guestTransports?: ReadonlyMap<string, Transport>;
   /** The policy each planned disk was decided with, by `host\0path`. */
   policies: ReadonlyMap<string, ReclaimPolicy>;
   emit: EmitEvent;
@@ -34,18 +37,35 @@ export type RunDisk = (
   options: ExecuteOptions,
 ) => Promise<DiskResult>;
 
+/** How one guest's blocks are freed; replaceable likewise. */
+export type RunGuestZero = (
+  host: string,
+  guest: GuestPlan,
+  options: ExecuteOptions,
+) => Promise<GuestZeroResult>;
+
+export interface Runners {
+  disk: RunDisk;
+  guestZero: RunGuestZero;
+}
+
 export function policyKey(host: string, path: string): string {
   return `${host}\0${path}`;
 }
 
 export async function executePlan(
   options: ExecuteOptions,
-  runDisk: RunDisk = executeDisk,
+  runners: Partial<Runners> = {},
 ): Promise<RunResult> {
+  const run: Runners = {
+    disk: runners.disk ?? executeDisk,
+    guestZero: runners.guestZero ?? executeGuestZero,
+  };
   const started = performance.now();
   const { plan, emit } = options;
   emit({ type: "run-start", plan });
   const disks: DiskResult[] = [];
+  const guests: GuestZeroResult[] = [];
   for (const [playIndex, play] of options.plays.entries()) {
     const hosts = plan.hosts.filter((h) => h.plays.includes(playIndex));
     let failedHosts = hosts.filter((h) => h.unreachable).length;
@@ -59,10 +79,15 @@ export async function executePlan(
       const perHost = await mapLimit(
         batch.filter((h) => !h.unreachable),
         options.forks,
-        (host) => runHost(host, playIndex, play.policy.maxParallelPerHost, options, runDisk),
+        (host) => runHost(host, playIndex, play.policy.maxParallelPerHost, options, run),
       );
-      disks.push(...perHost.flat());
-      failedHosts += perHost.filter((results) => results.some((d) => d.status === "failed")).length;
+      for (const done of perHost) {
+        guests.push(...done.guests);
+        disks.push(...done.disks);
+      }
+      failedHosts += perHost.filter(
+        (r) => r.disks.some((d) => d.status === "failed") || r.guests.some((g) => !g.ok),
+      ).length;
       const limit = play.maxFailPercentage;
       if (limit !== undefined && (failedHosts * 100) / hosts.length > limit) {
         stopped = `play '${play.name}' stopped: ${failedHosts} of ${hosts.length} hosts failed, more than max_fail_percentage ${limit}%`;
@@ -70,6 +95,7 @@ export async function executePlan(
     }
   }
   const result: RunResult = {
+    guests,
     disks,
     hosts: recapHosts(plan, disks),
     durationMs: performance.now() - started,
@@ -91,20 +117,82 @@ export function batches<T>(hosts: readonly T[], serial: Serial | undefined): T[]
   return out;
 }
 
+/**
+ * One host's share of a play: first the blocks inside each guest are freed (the guest-side steps),
+ * then the host rewrites the disks, up to `parallel` at once.
+ */
 async function runHost(
   host: HostPlan,
   playIndex: number,
   parallel: number,
   options: ExecuteOptions,
-  runDisk: RunDisk,
-): Promise<DiskResult[]> {
+  run: Runners,
+): Promise<{ guests: GuestZeroResult[]; disks: DiskResult[] }> {
   const transport = options.transports.get(host.host);
-  const planned = host.guests.filter((g) => g.playIndex === playIndex).flatMap((g) => g.disks);
-  if (!transport) return [];
-  return mapLimit(planned, parallel, async (disk) => {
-    if (options.signal?.aborted) return skipped(disk, "interrupted before it started", options.emit);
-    return runDisk(disk, transport, options);
-  });
+  const mine = host.guests.filter((g) => g.playIndex === playIndex);
+  if (!transport) return { guests: [], disks: [] };
+  const guests: GuestZeroResult[] = [];
+  for (const guest of mine) {
+    if (guest.zero && !options.signal?.aborted) guests.push(await run.guestZero(host.host, guest, options));
+  }
+  const disks = await mapLimit(
+    mine.flatMap((g) => g.disks),
+    parallel,
+    async (disk) => {
+      if (options.signal?.aborted) return skipped(disk, "interrupted before it started", options.emit);
+      return run.disk(disk, transport, options);
+    },
+  );
+  return { guests, disks };
+}
+
+async function executeGuestZero(
+  host: string,
+  guest: GuestPlan,
+  options: ExecuteOptions,
+): Promise<GuestZeroResult> {
+  const started = performance.now();
+  const plan = guest.zero as GuestZeroPlan;
+  const transport = options.guestTransports?.get(`${host}\0${guest.name}`);
+  options.emit({ type: "guest-zero-start", host, guest: guest.name, plan });
+  let result: GuestZeroResult;
+  if (!transport) {
+    result = {
+      host,
+      guest: guest.name,
+      ok: false,
+      message: "no connection to the guest",
+      outcomes: [],
+      durationMs: 0,
+    };
+  } else {
+    try {
+      const outcomes = await applyZeroGuest(plan, transport, options.signal);
+      const failed = outcomes.filter((o) => !o.ok);
+      const message = failed.length
+        ? failed.map((o) => `${o.mount}: ${o.message}`).join("; ")
+        : outcomes.map((o) => `${o.mount}: ${o.message}`).join("; ");
+      result = {
+        host,
+        guest: guest.name,
+        ok: failed.length === 0,
+        message,
+        outcomes,
+        durationMs: performance.now() - started,
+      };
+    } catch (error) {
+      result = {
+        host,
+        guest: guest.name,
+        ok: false,
+        message: (error as Error).message,
+        outcomes: [],
+        durationMs: performance.now() - started,
+      };
+    }
+  }
+  options.emit({ type: "guest-zero-end", result });
+  return result;
 }
 
 function notStarted(host: HostPlan, playIndex: number, reason: string, emit: EmitEvent): DiskResult[] {

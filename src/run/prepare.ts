@@ -7,17 +7,21 @@ import { TransportError, UsageError } from "../errors.js";
 import type { Inventory, InventoryHost } from "../inventory/model.js";
 import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
-import type { Plan } from "../plan/plan.js";
+import type { GuestZeroPlan, Plan } from "../plan/plan.js";
 import { checkRewrites } from "../tasks/rewrite-image.js";
+import { checkZeroGuest } from "../tasks/zero-guest.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
+import { openGuestTransport } from "./guest-transport.js";
 import { openTransport, type SshContext } from "./transports.js";
 
 export interface PreparedRun {
   plan: Plan;
   policies: Map<string, ReclaimPolicy>;
   transports: Map<string, Transport>;
+  /** Connections to guests whose blocks are freed first, by `host\0guest`. */
+  guestTransports: Map<string, Transport>;
 }
 
 export interface PrepareOptions {
@@ -42,6 +46,7 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
   const policies = new Map<string, ReclaimPolicy>();
   const transports = new Map<string, Transport>();
+  const guestTransports = new Map<string, Transport>();
   try {
     const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
       const mine = assignments.get(host.name) ?? [];
@@ -53,7 +58,11 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
         return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
       transports.set(host.name, opened.transport);
       try {
-        const guests = await planGuests(host, mine, opened.transport, policies);
+        const guests = await planGuests(host, mine, opened.transport, {
+          policies,
+          ssh: options.ssh,
+          guestTransports,
+        });
         return { host: host.name, plays, guests };
       } catch (error) {
         // The connection failed under the fact gathering: this host is unreachable, the others go on.
@@ -63,11 +72,23 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
         return { host: host.name, plays, unreachable: error.message, guests: [] };
       }
     });
-    return { plan: buildPlan(entries, (options.now ?? (() => new Date()))()), policies, transports };
+    return {
+      plan: buildPlan(entries, (options.now ?? (() => new Date()))()),
+      policies,
+      transports,
+      guestTransports,
+    };
   } catch (error) {
-    await closeAll(transports);
+    await closePrepared({ transports, guestTransports });
     throw error;
   }
+}
+
+/** Every disk of every guest on one host, its facts gathered together (a few round trips). */
+interface GuestPlanning {
+  policies: Map<string, ReclaimPolicy>;
+  ssh: SshContext;
+  guestTransports: Map<string, Transport>;
 }
 
 /** Every disk of every guest on one host, its facts gathered together (a few round trips). */
@@ -75,7 +96,7 @@ async function planGuests(
   host: InventoryHost,
   assignments: readonly Assignment[],
   transport: Transport,
-  policies: Map<string, ReclaimPolicy>,
+  planning: GuestPlanning,
 ): Promise<GuestOnHost[]> {
   const targets = assignments.flatMap(({ guest }) =>
     guest.disks.map((disk) => ({
@@ -85,20 +106,54 @@ async function planGuests(
       policy: guest.policy,
     })),
   );
-  for (const t of targets) policies.set(policyKey(t.host, t.path), t.policy);
+  for (const t of targets) planning.policies.set(policyKey(t.host, t.path), t.policy);
   const plans = await checkRewrites(transport, targets);
   let next = 0;
-  return assignments.map(({ play, playIndex, guest, pinned }) => {
+  const guests = assignments.map(({ play, playIndex, guest, pinned }): GuestOnHost => {
     const disks = plans.slice(next, next + guest.disks.length);
     next += guest.disks.length;
-    const notes =
-      guest.policy.zero === "none"
-        ? []
-        : [
-            `zero: ${guest.policy.zero} asks for freeing blocks inside the guest first; this version does not reach into guests yet, so only the host-side rewrite runs`,
-          ];
-    return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes, disks };
+    return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes: [], disks };
   });
+  // Guest-side steps only where the guest's disks are: a guest without `host:` lives on one host.
+  await Promise.all(
+    guests.map((planned, i) => {
+      const guest = (assignments[i] as Assignment).guest;
+      if (guest.policy.zero === "none" || planned.disks.every((d) => d.absent)) return undefined;
+      return planZero(host.name, guest, transport, planning).then((zero) => {
+        if ("plan" in zero) planned.zero = zero.plan;
+        else planned.notes.push(zero.note);
+      });
+    }),
+  );
+  return guests;
+}
+
+/** Connects to the guest (through its hypervisor) and decides what to free inside it. */
+async function planZero(
+  host: string,
+  guest: Guest,
+  hypervisor: Transport,
+  planning: GuestPlanning,
+): Promise<{ plan: GuestZeroPlan } | { note: string }> {
+  const skipped = (why: string) => ({
+    note: `guest-side steps (zero: ${guest.policy.zero}) skipped: ${why}; only the host-side rewrite runs`,
+  });
+  if (guest.os !== "linux") return skipped("Windows guests are not reached by this version yet");
+  if (!guest.ssh) return skipped("the guest has no ssh: settings");
+  const key = `${host}\0${guest.name}`;
+  const existing = planning.guestTransports.get(key);
+  const opened = existing
+    ? { transport: existing }
+    : await openGuestTransport(guest, hypervisor, planning.ssh);
+  if ("unreachable" in opened) return skipped(opened.unreachable);
+  planning.guestTransports.set(key, opened.transport);
+  try {
+    return {
+      plan: await checkZeroGuest(opened.transport, guest.name, guest.policy.zero, guest.policy.fillReserve),
+    };
+  } catch (error) {
+    return skipped(`cannot read the guest's filesystems: ${(error as Error).message}`);
+  }
 }
 
 /** Which guests each host is asked about, in playbook order. */
@@ -125,6 +180,14 @@ function assignGuests(
     }
   });
   return out;
+}
+
+/** Closes every connection a prepared run opened: guests first, then their hypervisors. */
+export async function closePrepared(
+  prepared: Pick<PreparedRun, "transports" | "guestTransports">,
+): Promise<void> {
+  await closeAll(prepared.guestTransports);
+  await closeAll(prepared.transports);
 }
 
 export async function closeAll(transports: ReadonlyMap<string, Transport>): Promise<void> {

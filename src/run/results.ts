@@ -26,6 +26,25 @@ export interface DiskResult {
   durationMs: number;
 }
 
+/** What freeing blocks did on one filesystem inside a guest. */
+export interface ZeroOutcome {
+  mount: string;
+  kind: "trim" | "fill" | "skip";
+  ok: boolean;
+  /** Bytes trimmed, or zeros written. */
+  bytes: number;
+  message: string;
+}
+
+export interface GuestZeroResult {
+  host: string;
+  guest: string;
+  ok: boolean;
+  message: string;
+  outcomes: ZeroOutcome[];
+  durationMs: number;
+}
+
 export interface HostRecap {
   host: string;
   ok: number;
@@ -40,6 +59,8 @@ export interface HostRecap {
 }
 
 export interface RunResult {
+  /** Guest-side steps, each before its guest's disks. */
+  guests: GuestZeroResult[];
   disks: DiskResult[];
   hosts: HostRecap[];
   durationMs: number;

@@ -22,32 +22,10 @@ import {
   removeFillLeftoversArgv,
   trimArgv,
 } from "../guest/zero-commands.js";
+import type { GuestZeroPlan, ZeroStep } from "../plan/plan.js";
+import type { ZeroOutcome } from "../run/results.js";
 import { runBatch } from "../transport/batch.js";
 import { describeFailure, type Transport } from "../transport/transport.js";
-
-export type ZeroStep =
-  | { kind: "trim"; mount: string }
-  | { kind: "fill"; mount: string; mib: number }
-  | { kind: "skip"; mount: string; reason: string };
-
-export interface GuestZeroPlan {
-  guest: string;
-  filesystems: GuestFilesystem[];
-  /** Fill files a lost connection left behind; removed first. */
-  leftovers: string[];
-  steps: ZeroStep[];
-  /** The most a fill could add to the image on the host (zeros stored as data), for the room check. */
-  fillBytes: number;
-}
-
-export interface ZeroOutcome {
-  mount: string;
-  kind: "trim" | "fill" | "skip";
-  ok: boolean;
-  /** Bytes trimmed, or zeros written. */
-  bytes: number;
-  message: string;
-}
 
 const MiB = 1024 * 1024;
 /** A fill writes at least ~150 MB/s here under emulation; this bounds even a large filesystem. */

@@ -10,7 +10,7 @@ import { formatRecap } from "../../report/recap-text.js";
 import type { Renderer } from "../../report/renderer.js";
 import { silentRenderer } from "../../report/renderer.js";
 import { executePlan } from "../../run/execute.js";
-import { closeAll, type PreparedRun, preparePlan } from "../../run/prepare.js";
+import { closePrepared, type PreparedRun, preparePlan } from "../../run/prepare.js";
 import type { RunResult } from "../../run/results.js";
 import { type SshContext, sshContextFrom } from "../../run/transports.js";
 import { loadWorkspace, type Workspace } from "../../run/workspace.js";
@@ -86,7 +86,7 @@ export interface ApplyOptions extends RunOptions {
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
   const { prepared } = await readAndPlan(options, io);
-  await closeAll(prepared.transports);
+  await closePrepared(prepared);
   const { plan } = prepared;
   print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
   if (plan.hosts.some((h) => h.unreachable)) return EXIT.unreachable;
@@ -129,7 +129,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     if (options.signal?.aborted) return EXIT.interrupted;
     return exitCodeOf(result);
   } finally {
-    await closeAll(prepared.transports);
+    await closePrepared(prepared);
   }
 }
 

@@ -74,7 +74,10 @@ function recorder(fail: readonly string[] = []) {
 
 async function run(plan: Plan, plays: PlayShape[], runDisk: RunDisk, forks = 10) {
   const transports = new Map(plan.hosts.map((h) => [h.host, fakeTransport(h.host)]));
-  return executePlan({ plan, plays, transports, policies: new Map(), emit: () => {}, forks }, runDisk);
+  return executePlan(
+    { plan, plays, transports, policies: new Map(), emit: () => {}, forks },
+    { disk: runDisk },
+  );
 }
 
 const play = (extra: Partial<PlayShape> = {}): PlayShape => ({ name: "p", policy, ...extra });
@@ -159,5 +162,61 @@ describe("scheduling the work of a plan", () => {
     const first = r.log.filter((e) => e.key.includes("/p0/"));
     const second = r.log.filter((e) => e.key.includes("/p1/"));
     expect(Math.min(...second.map((e) => e.start))).toBeGreaterThan(Math.max(...first.map((e) => e.end)));
+  });
+});
+
+describe("guest-side steps", () => {
+  it("free each guest's blocks before the host touches that host's disks", async () => {
+    const plan = planOf([{ name: "a", disks: 2 }]);
+    const guest = plan.hosts[0]?.guests[0];
+    if (!guest) throw new Error("no guest");
+    guest.zero = {
+      guest: "vm",
+      filesystems: [],
+      leftovers: [],
+      steps: [{ kind: "trim", mount: "/" }],
+      fillBytes: 0,
+    };
+    const order: string[] = [];
+    const r = recorder();
+    const result = await executePlan(
+      {
+        plan,
+        plays: [play()],
+        transports: new Map([["a", fakeTransport("a")]]),
+        policies: new Map(),
+        emit: () => {},
+        forks: 1,
+      },
+      {
+        guestZero: async (host, g) => {
+          order.push(`zero ${host} ${g.name}`);
+          return { host, guest: g.name, ok: true, message: "trimmed", outcomes: [], durationMs: 0 };
+        },
+        disk: async (planned, transport, options) => {
+          order.push(`disk ${planned.path}`);
+          return r.runDisk(planned, transport, options);
+        },
+      },
+    );
+    expect(order).toEqual(["zero a vm", "disk /p0/d0.qcow2", "disk /p0/d1.qcow2"]);
+    expect(result.guests.map((g) => g.message)).toEqual(["trimmed"]);
+  });
+
+  it("counts a host whose guest step failed as failed for max_fail_percentage", async () => {
+    const plan = planOf(["a", "b"].map((name) => ({ name, disks: 1 })));
+    for (const h of plan.hosts) {
+      const g = h.guests[0];
+      if (g) g.zero = { guest: "vm", filesystems: [], leftovers: [], steps: [], fillBytes: 0 };
+    }
+    const r = recorder();
+    const result = await run(
+      plan,
+      [play({ serial: { kind: "count", count: 1 }, maxFailPercentage: 10 })],
+      r.runDisk,
+    );
+    // The default guest runner finds no guest connection here, so the guest step fails on host a.
+    expect(result.guests.map((g) => g.ok)).toEqual([false]);
+    expect(result.disks.map((d) => d.status)).toEqual(["changed", "skipped"]);
   });
 });

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Builds the guest lab's kernel and base initramfs into OUT (an empty directory that build.ts
+# renames into the cache once this succeeds):
+#   OUT/vmlinuz      Debian's kernel (from the image package KERNEL_PKG, fetched by apt-get download)
+#   OUT/initrd.img   an uncompressed newc cpio: static busybox, dropbear (+ the shared libraries ldd
+#                    lists), the kernel modules for virtio-pci/blk/net and ext4 with their
+#                    dependencies, and ./init. It holds no key: vm.ts appends a per-boot archive.
+#   OUT/manifest     key=value lines (kernel version, module load order, package versions)
+# Usage: build-initramfs.sh OUT KERNEL_PKG    (run as root: mknod /dev/console; apt-get download)
+set -euo pipefail
+export LC_ALL=C PATH=/usr/sbin:/usr/bin:/sbin:/bin
+
+OUT=${1:?usage: build-initramfs.sh OUT KERNEL_PKG}
+KERNEL_PKG=${2:?usage: build-initramfs.sh OUT KERNEL_PKG}
+HERE=$(cd "$(dirname "$0")" && pwd)
+# The modules the guest needs; everything they depend on is found from their depends= fields.
+ROOT_MODULES=(virtio_pci virtio_blk virtio_net ext4)
+
+die() {
+  echo "build-initramfs: $*" >&2
+  exit 1
+}
+step() { echo "build-initramfs: $*" >&2; }
+
+for tool in apt-get dpkg dpkg-query modinfo depmod cpio ldd busybox dropbear dropbearkey; do
+  command -v "$tool" >/dev/null || die "missing $tool (packages: kmod cpio busybox-static dropbear-bin)"
+done
+[ -d "$OUT" ] || die "no output directory $OUT"
+BUSYBOX=$(command -v busybox)
+# Only the static busybox works in an initramfs without its libraries.
+if ldd "$BUSYBOX" >/dev/null 2>&1; then die "$BUSYBOX is dynamically linked: install busybox-static"; fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/reclaim-guest-build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# --- the kernel -------------------------------------------------------------------------------
+step "downloading $KERNEL_PKG"
+(cd "$WORK" && apt-get download -q -o APT::Sandbox::User=root "$KERNEL_PKG" >&2) ||
+  die "apt-get download $KERNEL_PKG failed (has apt-get update run?)"
+DEB=$(ls "$WORK"/"$KERNEL_PKG"_*.deb 2>/dev/null | head -n1)
+[ -n "$DEB" ] || die "apt-get download left no .deb for $KERNEL_PKG"
+KERNEL_DEB_VERSION=$(dpkg-deb -f "$DEB" Version)
+step "unpacking $(basename "$DEB")"
+dpkg -x "$DEB" "$WORK/kernel"
+rm -f "$DEB"
+VMLINUZ=$(ls "$WORK"/kernel/boot/vmlinuz-* | head -n1)
+[ -f "$VMLINUZ" ] || die "no vmlinuz in $KERNEL_PKG"
+KVER=${VMLINUZ##*/vmlinuz-}
+MODDIR=$WORK/kernel/lib/modules/$KVER
+[ -d "$MODDIR" ] || die "no modules for $KVER"
+# depmod only to get modules.alias (a softdep like "pre: crypto-crc32c" names an alias); the
+# load order itself comes from each module's depends= below.
+depmod -b "$WORK/kernel" "$KVER"
+
+declare -A MODPATH=()
+while IFS= read -r -d '' f; do
+  base=${f##*/}
+  base=${base%.ko*}
+  MODPATH[${base//-/_}]=$f
+done < <(find "$MODDIR/kernel" -name '*.ko*' -print0)
+
+# An alias to a module name; among several, the generic C implementation (the accelerated ones
+# need CPU features that QEMU's default TCG CPU may lack), else the first.
+resolve_alias() {
+  local alias=$1 names
+  if [ -n "${MODPATH[${alias//-/_}]:-}" ]; then
+    echo "${alias//-/_}"
+    return
+  fi
+  names=$(awk -v a="$alias" '$1 == "alias" && $2 == a { print $3 }' "$MODDIR/modules.alias" | tr - _)
+  [ -n "$names" ] || return 0
+  echo "$names" | grep -m1 '_generic$' || echo "$names" | head -n1
+}
+
+ORDER=()
+declare -A STATE=()
+visit() {
+  local name=$1 f dep soft word
+  case "${STATE[$name]:-}" in
+    done) return ;;
+    visiting) die "module dependency cycle at $name" ;;
+  esac
+  f=${MODPATH[$name]:-}
+  [ -n "$f" ] || die "module $name not found in $KERNEL_PKG"
+  STATE[$name]=visiting
+  for dep in $(modinfo -F depends "$f" | tr ',' ' '); do visit "${dep//-/_}"; done
+  # softdep "pre: a b post: c": the pre: modules must be there first (ext4 and jbd2 need crc32c).
+  soft=$(modinfo -F softdep "$f" || true)
+  local in_pre=0
+  for word in $soft; do
+    case "$word" in
+      pre:) in_pre=1 ;;
+      post:) in_pre=0 ;;
+      *)
+        if [ "$in_pre" = 1 ]; then
+          dep=$(resolve_alias "$word")
+          if [ -n "$dep" ]; then visit "$dep"; else step "softdep $word of $name: no module, skipped"; fi
+        fi
+        ;;
+    esac
+  done
+  STATE[$name]=done
+  ORDER+=("$name")
+}
+for m in "${ROOT_MODULES[@]}"; do visit "$m"; done
+step "modules in load order: ${ORDER[*]}"
+
+# --- the initramfs tree -----------------------------------------------------------------------
+R=$WORK/root
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/reclaim,lib/modules,lib64,dev,proc,sys,run,tmp,root,data,var/log}
+chmod 1777 "$R/tmp"
+chmod 700 "$R/root"
+
+cp "$BUSYBOX" "$R/bin/busybox"
+# The applet links, relative to /bin/busybox. busybox --list-full names bin/busybox itself:
+# linking that would replace the binary by a symlink to itself, so it and anything present are skipped.
+while IFS= read -r applet; do
+  [ "${applet##*/}" = busybox ] && continue
+  [ -e "$R/$applet" ] || [ -L "$R/$applet" ] && continue
+  mkdir -p "$R/$(dirname "$applet")"
+  case "$applet" in
+    bin/*) ln -s busybox "$R/$applet" ;;
+    sbin/*) ln -s ../bin/busybox "$R/$applet" ;;
+    usr/bin/* | usr/sbin/*) ln -s ../../bin/busybox "$R/$applet" ;;
+    *) ln -s /bin/busybox "$R/$applet" ;;
+  esac
+done < <("$BUSYBOX" --list-full)
+[ -f "$R/bin/busybox" ] && [ ! -L "$R/bin/busybox" ] || die "the busybox binary was overwritten"
+
+# dropbear and dropbearkey with the libraries ldd finds, at the same paths (and the loader).
+copy_with_libs() {
+  local bin=$1 dest=$2 lib
+  cp "$bin" "$R/$dest"
+  for lib in $(ldd "$bin" | awk '/=> \// { print $3 } /^\t\/lib/ { print $1 }'); do
+    [ -e "$R$lib" ] && continue
+    mkdir -p "$R$(dirname "$lib")"
+    cp -L "$lib" "$R$lib"
+  done
+}
+rm -f "$R/usr/sbin/dropbear" "$R/usr/bin/dropbearkey"
+copy_with_libs "$(command -v dropbear)" usr/sbin/dropbear
+copy_with_libs "$(command -v dropbearkey)" usr/bin/dropbearkey
+chroot "$R" /usr/bin/dropbearkey -h >/dev/null 2>&1 || [ $? -eq 1 ] ||
+  die "dropbearkey does not run inside the tree (missing libraries?)"
+
+for m in "${ORDER[@]}"; do
+  f=${MODPATH[$m]}
+  case "$f" in
+    *.ko) cp "$f" "$R/lib/modules/$m.ko" ;;
+    *.ko.xz) xz -dc "$f" >"$R/lib/modules/$m.ko" ;;
+    *.ko.zst) zstd -qdc "$f" >"$R/lib/modules/$m.ko" ;;
+    *.ko.gz) gzip -dc "$f" >"$R/lib/modules/$m.ko" ;;
+    *) die "unknown module format: $f" ;;
+  esac
+  echo "$m"
+done >"$R/etc/reclaim/modules"
+
+cp "$HERE/init" "$R/init"
+cp "$HERE/udhcpc.script" "$R/etc/reclaim/udhcpc.script"
+chmod 755 "$R/init" "$R/etc/reclaim/udhcpc.script"
+cat >"$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+EOF
+cat >"$R/etc/group" <<'EOF'
+root:x:0:
+tty:x:5:
+EOF
+echo "/bin/sh" >"$R/etc/shells"
+echo "passwd: files" >"$R/etc/nsswitch.conf"
+echo "group: files" >>"$R/etc/nsswitch.conf"
+# So the kernel hands /init a console before devtmpfs is mounted.
+mknod -m 600 "$R/dev/console" c 5 1
+mknod -m 666 "$R/dev/null" c 1 3
+
+(cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner 0:0 --quiet) >"$OUT/initrd.img"
+cp "$VMLINUZ" "$OUT/vmlinuz"
+{
+  echo "kernel_package=$KERNEL_PKG"
+  echo "kernel_package_version=$KERNEL_DEB_VERSION"
+  echo "kernel_version=$KVER"
+  echo "modules=${ORDER[*]}"
+  echo "busybox=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || "$BUSYBOX" | head -n1)"
+  echo "dropbear=$(dpkg-query -W -f '${Version}' dropbear-bin 2>/dev/null || echo unknown)"
+  echo "initrd_bytes=$(stat -c %s "$OUT/initrd.img")"
+} >"$OUT/manifest"
+step "done: $KVER, initrd $(($(stat -c %s "$OUT/initrd.img") / 1024)) KiB"
