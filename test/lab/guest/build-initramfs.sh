@@ -144,8 +144,10 @@ copy_with_libs() {
 rm -f "$R/usr/sbin/dropbear" "$R/usr/bin/dropbearkey"
 copy_with_libs "$(command -v dropbear)" usr/sbin/dropbear
 copy_with_libs "$(command -v dropbearkey)" usr/bin/dropbearkey
-chroot "$R" /usr/bin/dropbearkey -h >/dev/null 2>&1 || [ $? -eq 1 ] ||
-  die "dropbearkey does not run inside the tree (missing libraries?)"
+if [ "$(id -u)" = 0 ]; then
+  chroot "$R" /usr/bin/dropbearkey -h >/dev/null 2>&1 || [ $? -eq 1 ] ||
+    die "dropbearkey does not run inside the tree (missing libraries?)"
+fi
 
 for m in "${ORDER[@]}"; do
   f=${MODPATH[$m]}
@@ -172,9 +174,9 @@ EOF
 echo "/bin/sh" >"$R/etc/shells"
 echo "passwd: files" >"$R/etc/nsswitch.conf"
 echo "group: files" >>"$R/etc/nsswitch.conf"
-# So the kernel hands /init a console before devtmpfs is mounted.
-mknod -m 600 "$R/dev/console" c 5 1
-mknod -m 666 "$R/dev/null" c 1 3
+# So the kernel hands /init a console before devtmpfs is mounted (init also reopens it after).
+mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null && mknod -m 666 "$R/dev/null" c 1 3 ||
+  step "cannot mknod (not root?): init opens the console once devtmpfs is mounted"
 
 (cd "$R" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --owner 0:0 --quiet) >"$OUT/initrd.img"
 cp "$VMLINUZ" "$OUT/vmlinuz"
@@ -184,7 +186,7 @@ PVH=no
 if grep -q '^CONFIG_PVH=y' "$WORK/kernel/boot/config-$KVER"; then
   offset=$(grep -abo $'\xFD7zXZ\x00' "$VMLINUZ" | head -n1 | cut -d: -f1 || true)
   if [ -n "$offset" ] &&
-    tail -c "+$((offset + 1))" "$VMLINUZ" | xz -dc --single-stream >"$OUT/vmlinux" 2>/dev/null &&
+    (set +o pipefail && tail -c "+$((offset + 1))" "$VMLINUZ" | xz -dc --single-stream >"$OUT/vmlinux") 2>/dev/null &&
     [ "$(head -c 4 "$OUT/vmlinux" | od -An -tx1 | tr -d ' ')" = 7f454c46 ]; then
     PVH=yes
   else
