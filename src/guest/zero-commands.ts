@@ -47,10 +47,15 @@ export function removeFillLeftoversArgv(mounts: readonly string[]): string[] {
   return ["rm", "-f", "--", ...mounts.map(fillFilePath)];
 }
 
-/** Bytes dd reports as written ("104857600 bytes (105 MB, 100 MiB) copied"). */
+/**
+ * Bytes dd reports as written: GNU dd says "104857600 bytes (105 MB, 100 MiB) copied"; busybox dd
+ * only "100+0 records out", whole records of the fill's 1 MiB blocks (a partial one is not counted).
+ */
 export function parseFilled(output: string): number | undefined {
-  const m = /(\d+) bytes(?: \([^)]*\))? copied/.exec(output);
-  return m ? Number(m[1]) : undefined;
+  const bytes = /(\d+) bytes(?: \([^)]*\))? copied/.exec(output);
+  if (bytes) return Number(bytes[1]);
+  const records = /(\d+)\+\d+ records out/.exec(output);
+  return records ? Number(records[1]) * MiB : undefined;
 }
 
 export type FillSize = { mib: number } | { skip: string };

@@ -36,6 +36,15 @@ describe("zeroing commands", () => {
     expect(parseFilled(fixture("guest/dd-enospc.txt"))).toBe(104857600);
   });
 
+  it("reads busybox dd, which only counts records of the fill's 1 MiB blocks", () => {
+    expect(parseFilled("360+0 records in\n360+0 records out\n")).toBe(360 * MiB);
+    expect(
+      parseFilled(
+        "dd: error writing '/data/.reclaim-zero-fill': No space left on device\n12+0 records in\n11+1 records out\n",
+      ),
+    ).toBe(11 * MiB);
+  });
+
   it("fills all but the reserve, as a share or a size, and nothing when the reserve covers it", () => {
     expect(fillSize(fs(500), { kind: "ratio", ratio: 0.05 })).toEqual({ mib: 450 });
     expect(fillSize(fs(500), { kind: "bytes", bytes: 100 * MiB })).toEqual({ mib: 400 });
