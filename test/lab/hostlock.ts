@@ -7,10 +7,15 @@ import { spawn } from "node:child_process";
 
 const LOCK_FILE = "/run/reclaim-lab.lock";
 
-export async function withHostLock<T>(fn: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
+export function withHostLock<T>(fn: () => T | Promise<T>, timeoutMs = 20_000): Promise<T> {
+  return withFileLock(LOCK_FILE, fn, timeoutMs);
+}
+
+/** Runs `fn` holding an exclusive flock on `path` (created if missing), waiting up to `timeoutMs`. */
+export async function withFileLock<T>(path: string, fn: () => T | Promise<T>, timeoutMs: number): Promise<T> {
   const holder = spawn(
     "flock",
-    ["-w", String(Math.ceil(timeoutMs / 1000)), LOCK_FILE, "sh", "-c", "echo locked; exec cat"],
+    ["-w", String(Math.ceil(timeoutMs / 1000)), path, "sh", "-c", "echo locked; exec cat"],
     {
       stdio: ["pipe", "pipe", "pipe"],
     },
@@ -21,7 +26,7 @@ export async function withHostLock<T>(fn: () => T | Promise<T>, timeoutMs = 20_0
     let err = "";
     const timer = setTimeout(() => {
       holder.kill("SIGKILL");
-      reject(new Error(`lab lock ${LOCK_FILE} not acquired within ${timeoutMs} ms`));
+      reject(new Error(`lab lock ${path} not acquired within ${timeoutMs} ms`));
     }, timeoutMs + 2000);
     holder.stdout.setEncoding("utf8").on("data", (c: string) => {
       out += c;
@@ -39,7 +44,7 @@ export async function withHostLock<T>(fn: () => T | Promise<T>, timeoutMs = 20_0
     });
     holder.once("exit", (code) => {
       clearTimeout(timer);
-      reject(new Error(`lab lock ${LOCK_FILE}: flock exited ${code}: ${err.trim()}`));
+      reject(new Error(`lab lock ${path}: flock exited ${code}: ${err.trim()}`));
     });
   });
   try {

@@ -21,6 +21,7 @@ import {
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { registerCleanup } from "../cleanup.js";
+import { withFileLock } from "../hostlock.js";
 import { procInfo, signal } from "../proc.js";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
@@ -206,50 +207,6 @@ function newestMatchingEntry(root: string, local: ReturnType<typeof localInputs>
   return best?.dir;
 }
 
-/** Holds an exclusive flock on `path` (through a `flock` child, released by the kernel if we die). */
-async function withFileLock<T>(path: string, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
-  const holder = spawn(
-    "flock",
-    ["-w", String(Math.ceil(timeoutMs / 1000)), path, "sh", "-c", "echo locked; exec cat"],
-    { stdio: ["pipe", "pipe", "pipe"], env: { PATH: ENV_PATH } },
-  );
-  const exited = new Promise<void>((resolve) => holder.once("close", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    let out = "";
-    let err = "";
-    const timer = setTimeout(() => {
-      holder.kill("SIGKILL");
-      reject(new Error(`guest lab: lock ${path} not acquired within ${timeoutMs} ms`));
-    }, timeoutMs + 2000);
-    holder.stdout.setEncoding("utf8").on("data", (c: string) => {
-      out += c;
-      if (out.includes("locked")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    holder.stderr.setEncoding("utf8").on("data", (c: string) => {
-      err += c;
-    });
-    holder.once("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    holder.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`guest lab: lock ${path}: flock exited ${code}: ${err.trim()}`));
-    });
-  });
-  try {
-    return await fn();
-  } finally {
-    holder.stdin.end();
-    const timer = setTimeout(() => holder.kill("SIGKILL"), 2000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 function tail(text: string, lines: number): string {
   return text.trimEnd().split("\n").slice(-lines).join("\n");
 }
@@ -381,29 +338,33 @@ async function build(root: string, o: BuildOptions): Promise<GuestArtifacts> {
       );
     }
   }
-  return withFileLock(join(root, ".build.lock"), timeoutMs + 60_000, async () => {
-    // Another worker may have built it while we waited.
-    if (complete(dir)) return artifactsIn(dir, hash, false, performance.now() - started);
-    const tmp = join(root, `.tmp-${hash}-${process.pid}`);
-    rmSync(tmp, { recursive: true, force: true });
-    const r = await runBuild(tmp, pkg.name, timeoutMs, o.log);
-    try {
-      if (r.code !== 0 || r.timedOut) {
-        const why = r.timedOut
-          ? `timed out after ${timeoutMs} ms`
-          : r.error
-            ? r.error.message
-            : `exited with code ${r.code}`;
-        throw new Error(`guest lab: building the guest kernel/initramfs ${why}:\n${tail(r.output, 40)}`);
-      }
-      writeFileSync(join(r.out, "inputs.json"), `${JSON.stringify(inputs, null, 2)}\n`);
-      writeFileSync(join(r.out, "build.log"), r.output);
-      renameSync(r.out, dir);
-    } finally {
+  return withFileLock(
+    join(root, ".build.lock"),
+    async () => {
+      // Another worker may have built it while we waited.
+      if (complete(dir)) return artifactsIn(dir, hash, false, performance.now() - started);
+      const tmp = join(root, `.tmp-${hash}-${process.pid}`);
       rmSync(tmp, { recursive: true, force: true });
-      r.unregister();
-    }
-    prune(root, dir);
-    return artifactsIn(dir, hash, true, performance.now() - started);
-  });
+      const r = await runBuild(tmp, pkg.name, timeoutMs, o.log);
+      try {
+        if (r.code !== 0 || r.timedOut) {
+          const why = r.timedOut
+            ? `timed out after ${timeoutMs} ms`
+            : r.error
+              ? r.error.message
+              : `exited with code ${r.code}`;
+          throw new Error(`guest lab: building the guest kernel/initramfs ${why}:\n${tail(r.output, 40)}`);
+        }
+        writeFileSync(join(r.out, "inputs.json"), `${JSON.stringify(inputs, null, 2)}\n`);
+        writeFileSync(join(r.out, "build.log"), r.output);
+        renameSync(r.out, dir);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+        r.unregister();
+      }
+      prune(root, dir);
+      return artifactsIn(dir, hash, true, performance.now() - started);
+    },
+    timeoutMs + 60_000,
+  );
 }
