@@ -2,6 +2,7 @@
  * The plan: plain, serialisable data made by a pure function from the configuration and the facts.
  * It says, per host, guest and disk, what will be done in which order and why, or why not.
  */
+import type { Reserve, ZeroMode } from "../config/model.js";
 import type { GuestFilesystem } from "../guest/filesystems.js";
 import type { FileIdentity } from "../image/journal.js";
 
@@ -78,6 +79,10 @@ export type ZeroStep =
 /** What will be done inside a guest, before the host touches its disks. */
 export interface GuestZeroPlan {
   guest: string;
+  /** The policy's zero mode: with auto, a trim the host does not see is followed by a fill. */
+  mode: ZeroMode;
+  /** The policy's fill_reserve, for a fill decided at apply time. */
+  reserve: Reserve;
   filesystems: GuestFilesystem[];
   /** Fill files a lost connection left behind; removed first. */
   leftovers: string[];

@@ -6,6 +6,8 @@
  * facts as they are now, not as they were when the plan was shown.
  */
 import type { Play, ReclaimPolicy, Serial } from "../config/model.js";
+import { gather } from "../facts/fact.js";
+import { fileStat } from "../facts/file-stat.js";
 import type { DiskPlan, GuestPlan, GuestZeroPlan, HostPlan, Plan } from "../plan/plan.js";
 import { applyRewrite, checkRewrite } from "../tasks/rewrite-image.js";
 import { applyZeroGuest } from "../tasks/zero-guest.js";
@@ -167,7 +169,16 @@ async function executeGuestZero(
     };
   } else {
     try {
-      const outcomes = await applyZeroGuest(plan, transport, options.signal);
+      const hypervisor = options.transports.get(host);
+      const images = guest.disks.filter((d) => !d.absent).map((d) => d.path);
+      // What the guest's images allocate on the host: how zero: auto sees whether a trim got through.
+      const hostAllocated = hypervisor
+        ? async () => {
+            const stats = await Promise.all(images.map((path) => gather(hypervisor, fileStat, { path })));
+            return stats.reduce((sum, st) => sum + (st.exists ? st.allocated : 0), 0);
+          }
+        : undefined;
+      const outcomes = await applyZeroGuest(plan, transport, options.signal, hostAllocated);
       const failed = outcomes.filter((o) => !o.ok);
       const message = failed.length
         ? failed.map((o) => `${o.mount}: ${o.message}`).join("; ")

@@ -57,7 +57,7 @@ export function decideZero(
       : { kind: "fill", mount: fs.mount, mib: size.mib };
   });
   const fillBytes = steps.reduce((sum, s) => sum + (s.kind === "fill" ? s.mib * MiB : 0), 0);
-  return { guest, filesystems: [...filesystems], leftovers: [], steps, fillBytes };
+  return { guest, mode, reserve, filesystems: [...filesystems], leftovers: [], steps, fillBytes };
 }
 
 /** Read-only: the guest's filesystems, leftovers of earlier fills, and the decision. */
@@ -80,10 +80,19 @@ export async function checkZeroGuest(
 }
 
 /** Carries out the plan, one filesystem after another, and reports each as data. */
+/**
+ * Carries out the plan, one filesystem after another, and reports each as data.
+ *
+ * With `zero: auto`, a guest cannot tell whether its discards reach the image file (QEMU's
+ * discard=ignore still shows a disk that accepts them), so `hostAllocated` — the bytes the guest's
+ * images allocate on the host — is read before and after the trims; if a trim freed space inside
+ * the guest but the host saw next to nothing of it, those filesystems are zero-filled instead.
+ */
 export async function applyZeroGuest(
   plan: GuestZeroPlan,
   transport: Transport,
   signal?: AbortSignal,
+  hostAllocated?: () => Promise<number>,
 ): Promise<ZeroOutcome[]> {
   const run = (argv: string[], timeoutMs: number) =>
     transport.run({ argv, timeoutMs, ...(signal ? { signal } : {}) });
@@ -92,41 +101,69 @@ export async function applyZeroGuest(
     if (removed.exitCode !== 0)
       throw new Error(`cannot remove ${FILL_FILE} left by an earlier run: ${describeFailure(removed)}`);
   }
+  const confirm =
+    plan.mode === "auto" && hostAllocated !== undefined && plan.steps.some((s) => s.kind === "trim");
+  const before = confirm ? await hostAllocated() : undefined;
   const outcomes: ZeroOutcome[] = [];
   for (const step of plan.steps) {
-    if (step.kind === "skip") {
+    if (step.kind === "skip")
       outcomes.push({ mount: step.mount, kind: "skip", ok: true, bytes: 0, message: step.reason });
+    else if (step.kind === "trim") outcomes.push(await trim(step.mount, run));
+    else outcomes.push(await fill(step.mount, step.mib, run));
+  }
+  if (before === undefined || !hostAllocated) return outcomes;
+  const trimmed = outcomes.filter((o) => o.kind === "trim" && o.ok).reduce((sum, o) => sum + o.bytes, 0);
+  const after = await hostAllocated();
+  if (!trimDidNotReachHost(trimmed, before - after)) return outcomes;
+  // The discards stopped short of the image file: write zeros instead, where the reserve allows.
+  for (const [i, outcome] of outcomes.entries()) {
+    if (outcome.kind !== "trim" || !outcome.ok) continue;
+    const why = `trim freed ${formatBytes(outcome.bytes)} in the guest but the host's image gave back only ${formatBytes(Math.max(0, before - after))} (discard does not reach it)`;
+    const fs = plan.filesystems.find((f) => f.mount === outcome.mount);
+    const size = fs
+      ? fillSize(fs, plan.reserve)
+      : { skip: `${outcome.mount}: not among the guest's filesystems` };
+    if ("skip" in size) {
+      outcomes[i] = { ...outcome, message: `${why}; ${size.skip}` };
       continue;
     }
-    if (step.kind === "trim") {
-      const r = await run(trimArgv(step.mount), TRIM_TIMEOUT_MS);
-      const bytes = parseTrimmed(r.stdout) ?? 0;
-      outcomes.push({
-        mount: step.mount,
-        kind: "trim",
-        ok: r.exitCode === 0,
-        bytes,
-        message: r.exitCode === 0 ? `trimmed ${formatBytes(bytes)}` : describeFailure(r),
-      });
-      continue;
-    }
-    const r = await run(fillArgv(step.mount, step.mib), FILL_TIMEOUT_MS);
-    const bytes = parseFilled(r.stdout) ?? 0;
-    // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
-    // gone either way, and the zeros written still count.
-    const full = /No space left on device/.test(r.stdout);
-    outcomes.push({
-      mount: step.mount,
-      kind: "fill",
-      ok: r.exitCode === 0 || full,
-      bytes,
-      message:
-        r.exitCode === 0
-          ? `wrote ${formatBytes(bytes)} of zeros`
-          : full
-            ? `the filesystem filled up after ${formatBytes(bytes)}; stopped`
-            : describeFailure(r),
-    });
+    const filled = await fill(outcome.mount, size.mib, run);
+    outcomes[i] = { ...filled, message: `${why}; filled instead: ${filled.message}` };
   }
   return outcomes;
+}
+
+/** A trim of a few MiB proves nothing; one of more that the host barely saw did not reach it. */
+export function trimDidNotReachHost(trimmedInGuest: number, freedOnHost: number): boolean {
+  return trimmedInGuest >= 16 * MiB && freedOnHost < trimmedInGuest * 0.1;
+}
+
+type Run = (argv: string[], timeoutMs: number) => ReturnType<Transport["run"]>;
+
+async function trim(mount: string, run: Run): Promise<ZeroOutcome> {
+  const r = await run(trimArgv(mount), TRIM_TIMEOUT_MS);
+  const bytes = parseTrimmed(r.stdout) ?? 0;
+  const ok = r.exitCode === 0;
+  return {
+    mount,
+    kind: "trim",
+    ok,
+    bytes,
+    message: ok ? `trimmed ${formatBytes(bytes)}` : describeFailure(r),
+  };
+}
+
+async function fill(mount: string, mib: number, run: Run): Promise<ZeroOutcome> {
+  const r = await run(fillArgv(mount, mib), FILL_TIMEOUT_MS);
+  const bytes = parseFilled(r.stdout) ?? 0;
+  // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
+  // gone either way, and the zeros written still count.
+  const full = /No space left on device/.test(r.stdout);
+  const message =
+    r.exitCode === 0
+      ? `wrote ${formatBytes(bytes)} of zeros`
+      : full
+        ? `the filesystem filled up after ${formatBytes(bytes)}; stopped`
+        : describeFailure(r);
+  return { mount, kind: "fill", ok: r.exitCode === 0 || full, bytes, message };
 }

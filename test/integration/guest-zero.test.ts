@@ -102,6 +102,19 @@ describe("freeing blocks inside a running guest", { timeout: 120_000 }, () => {
     expect((await fillGuest.ssh("ls -a /data")).stdout).not.toContain(".reclaim-zero-fill");
   });
 
+  it("with zero: auto, fills instead when the trim never reached the image (QEMU ignored the discards)", async () => {
+    const run = await runCliProcess(["apply", "--yes", ...files(fillGuest, fillImage.path, "auto")], {
+      HOME: dir,
+    });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/inside the guest, first:\n\s+trim \/data/);
+    expect(run.stdout).toMatch(
+      /\/data: trim freed .* but the host's image gave back only .*filled instead: wrote [\d.]+ MiB of zeros/,
+    );
+    expect((await fillGuest.ssh("ls -a /data")).stdout).not.toContain(".reclaim-zero-fill");
+    await survivorIntact(fillGuest, fillImage);
+  });
+
   it("after the guest is shut down, its image passes qemu-img check and its filesystem e2fsck", async () => {
     await Promise.all([trimGuest.shutdown(), fillGuest.shutdown()]);
     for (const image of [trimImage, fillImage]) {

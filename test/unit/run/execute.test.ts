@@ -172,6 +172,8 @@ describe("guest-side steps", () => {
     if (!guest) throw new Error("no guest");
     guest.zero = {
       guest: "vm",
+      mode: "trim",
+      reserve: policy.fillReserve,
       filesystems: [],
       leftovers: [],
       steps: [{ kind: "trim", mount: "/" }],
@@ -207,7 +209,16 @@ describe("guest-side steps", () => {
     const plan = planOf(["a", "b"].map((name) => ({ name, disks: 1 })));
     for (const h of plan.hosts) {
       const g = h.guests[0];
-      if (g) g.zero = { guest: "vm", filesystems: [], leftovers: [], steps: [], fillBytes: 0 };
+      if (g)
+        g.zero = {
+          guest: "vm",
+          mode: "trim",
+          reserve: policy.fillReserve,
+          filesystems: [],
+          leftovers: [],
+          steps: [],
+          fillBytes: 0,
+        };
     }
     const r = recorder();
     const result = await run(

@@ -100,3 +100,69 @@ describe("freeing a guest's blocks", () => {
     });
   });
 });
+
+describe("zero: auto", () => {
+  const answers = {
+    fstrim: { exitCode: 0, stdout: "/data: 300 MiB (314572800 bytes) trimmed\n" },
+    "dd if=/dev/zero": { exitCode: 0, stdout: "850+0 records in\n850+0 records out\n" },
+  };
+  function transportAnswering(ran: string[]): Transport {
+    return {
+      host: "vm",
+      run: async (spec: CommandSpec) => {
+        const key = spec.argv.join(" ");
+        ran.push(key);
+        const hit = Object.entries(answers).find(([k]) => key.includes(k));
+        const a = hit?.[1] ?? { exitCode: 0, stdout: "" };
+        return {
+          argv: spec.argv,
+          exitCode: a.exitCode,
+          signal: null,
+          stdout: a.stdout,
+          stderr: "",
+          durationMs: 1,
+          timedOut: false,
+        };
+      },
+      close: async () => {},
+    };
+  }
+
+  it("fills instead when the host's image did not shrink after a trim the guest reported", async () => {
+    const plan = decideZero("vm", [fs("/data", true)], "auto", reserve);
+    const ran: string[] = [];
+    const allocations = [500 * MiB, 499 * MiB];
+    const [outcome] = await applyZeroGuest(
+      plan,
+      transportAnswering(ran),
+      undefined,
+      async () => allocations.shift() ?? 0,
+    );
+    expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(true);
+    expect(outcome).toMatchObject({ kind: "fill", ok: true, bytes: 850 * MiB });
+    expect(outcome?.message).toMatch(
+      /host's image gave back only 1 MiB .*filled instead: wrote 850 MiB of zeros/,
+    );
+  });
+
+  it("keeps the trim when the host saw the space come back", async () => {
+    const plan = decideZero("vm", [fs("/data", true)], "auto", reserve);
+    const ran: string[] = [];
+    const allocations = [500 * MiB, 210 * MiB];
+    const [outcome] = await applyZeroGuest(
+      plan,
+      transportAnswering(ran),
+      undefined,
+      async () => allocations.shift() ?? 0,
+    );
+    expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
+    expect(outcome).toMatchObject({ kind: "trim", bytes: 314572800 });
+  });
+
+  it("does not second-guess an explicit zero: trim", async () => {
+    const plan = decideZero("vm", [fs("/data", true)], "trim", reserve);
+    const ran: string[] = [];
+    await applyZeroGuest(plan, transportAnswering(ran), undefined, async () => 500 * MiB);
+    expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
+  });
+});
