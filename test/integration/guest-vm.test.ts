@@ -6,14 +6,14 @@
  * not when QEMU ignores them; the surviving file's checksum holds; shutdown leaves no QEMU behind.
  */
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureGuestArtifacts, type GuestArtifacts } from "../lab/guest/build.js";
 import { allocatedBytes, type DataImage, makeDataImage } from "../lab/guest/data-image.js";
 import { bootGuest, type GuestVm } from "../lab/guest/vm.js";
-import { isAlive, procInfo } from "../lab/proc.js";
+import { isAlive, processesMentioning, procInfo } from "../lab/proc.js";
 import { Lab } from "../lab/sshd.js";
 
 const execFileAsync = promisify(execFile);
@@ -80,25 +80,6 @@ async function inGuest(vm: GuestVm, command: string): Promise<string> {
     throw new Error(`${vm.name}: \`${command}\` exited ${r.code ?? r.signal}: ${r.stderr.trim()}`);
   }
   return r.stdout;
-}
-
-/** Live processes whose command line mentions `text` (a VM's temp dir or image path). */
-function processesMentioning(text: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (
-        readFileSync(`/proc/${name}/cmdline`, "utf8").includes(text) &&
-        procInfo(Number(name))?.state !== "Z"
-      ) {
-        pids.push(Number(name));
-      }
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return pids;
 }
 
 describe("real guest VMs (QEMU, software emulation)", { timeout: 60_000 }, () => {

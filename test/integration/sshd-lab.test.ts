@@ -4,12 +4,12 @@
  * jump host, an address that fails at once, and nothing of ours left running after stop().
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runSsh, sshArgs, startSsh, tcpProbe, writeClientConfig } from "../lab/client.js";
 import { IP } from "../lab/netns.js";
-import { descendants, isAlive, type ProcInfo, procInfo, sleep } from "../lab/proc.js";
+import { descendants, isAlive, type ProcInfo, processesMentioning, procInfo, sleep } from "../lab/proc.js";
 import {
   ensureTestUser,
   type KeyPair,
@@ -55,25 +55,6 @@ function sshTo(host: SshdHost, kh: string, command: string, options: string[] = 
 async function waitForSession(host: SshdHost): Promise<void> {
   for (let i = 0; i < 250 && sessionPids(host).length === 0; i++) await sleep(20);
   expect(sessionPids(host).length).toBeGreaterThan(0);
-}
-
-/** PIDs of live processes whose command line names `text` (e.g. one sshd's config path). */
-function processesMentioning(text: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (
-        readFileSync(`/proc/${name}/cmdline`, "utf8").includes(text) &&
-        procInfo(Number(name))?.state !== "Z"
-      ) {
-        pids.push(Number(name));
-      }
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return pids;
 }
 
 describe("the SSH lab with the real OpenSSH client", { timeout: 20_000 }, () => {

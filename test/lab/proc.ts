@@ -99,3 +99,22 @@ export async function terminate(procs: readonly ProcInfo[], graceMs = 2000): Pro
 export function killNow(procs: readonly ProcInfo[]): void {
   for (const p of procs) signal(p, "SIGKILL");
 }
+
+/** PIDs of live (not zombie) processes whose command line mentions `text` (a temp dir, a config path). */
+export function processesMentioning(text: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (
+        readFileSync(`/proc/${name}/cmdline`, "utf8").includes(text) &&
+        procInfo(Number(name))?.state !== "Z"
+      ) {
+        pids.push(Number(name));
+      }
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return pids;
+}

@@ -15,6 +15,33 @@ const fs = (mount: string, discard: boolean, availMiB = 900): GuestFilesystem =>
 });
 const reserve = { kind: "ratio" as const, ratio: 0.05 };
 
+/** A guest that answers each command by the first key its command line contains; records what ran. */
+function scripted(answers: Record<string, { exitCode: number; stdout: string }>): {
+  transport: Transport;
+  ran: string[];
+} {
+  const ran: string[] = [];
+  const transport: Transport = {
+    host: "vm",
+    run: async (spec: CommandSpec) => {
+      const key = spec.argv.join(" ");
+      ran.push(key);
+      const a = Object.entries(answers).find(([k]) => key.includes(k))?.[1] ?? { exitCode: 0, stdout: "" };
+      return {
+        argv: spec.argv,
+        exitCode: a.exitCode,
+        signal: null,
+        stdout: a.stdout,
+        stderr: "",
+        durationMs: 1,
+        timedOut: false,
+      };
+    },
+    close: async () => {},
+  };
+  return { transport, ran };
+}
+
 describe("deciding how to free a guest's blocks", () => {
   it("trims where discard reaches the disk and fills elsewhere, with zero: auto", () => {
     const plan = decideZero("vm", [fs("/", true), fs("/data", false)], "auto", reserve);
@@ -39,33 +66,6 @@ describe("deciding how to free a guest's blocks", () => {
 });
 
 describe("freeing a guest's blocks", () => {
-  function scripted(answers: Record<string, { exitCode: number; stdout: string }>): {
-    transport: Transport;
-    ran: string[];
-  } {
-    const ran: string[] = [];
-    const transport: Transport = {
-      host: "vm",
-      run: async (spec: CommandSpec) => {
-        const key = spec.argv.join(" ");
-        ran.push(key);
-        const hit = Object.entries(answers).find(([k]) => key.includes(k));
-        const a = hit?.[1] ?? { exitCode: 0, stdout: "" };
-        return {
-          argv: spec.argv,
-          exitCode: a.exitCode,
-          signal: null,
-          stdout: a.stdout,
-          stderr: "",
-          durationMs: 1,
-          timedOut: false,
-        };
-      },
-      close: async () => {},
-    };
-    return { transport, ran };
-  }
-
   it("removes an old fill file first, then trims and fills, reporting the bytes", async () => {
     const plan = {
       ...decideZero("vm", [fs("/", true), fs("/data", false)], "auto", reserve),
@@ -106,38 +106,11 @@ describe("zero: auto", () => {
     fstrim: { exitCode: 0, stdout: "/data: 300 MiB (314572800 bytes) trimmed\n" },
     "dd if=/dev/zero": { exitCode: 0, stdout: "850+0 records in\n850+0 records out\n" },
   };
-  function transportAnswering(ran: string[]): Transport {
-    return {
-      host: "vm",
-      run: async (spec: CommandSpec) => {
-        const key = spec.argv.join(" ");
-        ran.push(key);
-        const hit = Object.entries(answers).find(([k]) => key.includes(k));
-        const a = hit?.[1] ?? { exitCode: 0, stdout: "" };
-        return {
-          argv: spec.argv,
-          exitCode: a.exitCode,
-          signal: null,
-          stdout: a.stdout,
-          stderr: "",
-          durationMs: 1,
-          timedOut: false,
-        };
-      },
-      close: async () => {},
-    };
-  }
-
   it("fills instead when the host's image did not shrink after a trim the guest reported", async () => {
     const plan = decideZero("vm", [fs("/data", true)], "auto", reserve);
-    const ran: string[] = [];
+    const { transport, ran } = scripted(answers);
     const allocations = [500 * MiB, 499 * MiB];
-    const [outcome] = await applyZeroGuest(
-      plan,
-      transportAnswering(ran),
-      undefined,
-      async () => allocations.shift() ?? 0,
-    );
+    const [outcome] = await applyZeroGuest(plan, transport, undefined, async () => allocations.shift() ?? 0);
     expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(true);
     expect(outcome).toMatchObject({ kind: "fill", ok: true, bytes: 850 * MiB });
     expect(outcome?.message).toMatch(
@@ -147,22 +120,17 @@ describe("zero: auto", () => {
 
   it("keeps the trim when the host saw the space come back", async () => {
     const plan = decideZero("vm", [fs("/data", true)], "auto", reserve);
-    const ran: string[] = [];
+    const { transport, ran } = scripted(answers);
     const allocations = [500 * MiB, 210 * MiB];
-    const [outcome] = await applyZeroGuest(
-      plan,
-      transportAnswering(ran),
-      undefined,
-      async () => allocations.shift() ?? 0,
-    );
+    const [outcome] = await applyZeroGuest(plan, transport, undefined, async () => allocations.shift() ?? 0);
     expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
     expect(outcome).toMatchObject({ kind: "trim", bytes: 314572800 });
   });
 
   it("does not second-guess an explicit zero: trim", async () => {
     const plan = decideZero("vm", [fs("/data", true)], "trim", reserve);
-    const ran: string[] = [];
-    await applyZeroGuest(plan, transportAnswering(ran), undefined, async () => 500 * MiB);
+    const { transport, ran } = scripted(answers);
+    await applyZeroGuest(plan, transport, undefined, async () => 500 * MiB);
     expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
   });
 });
