@@ -101,23 +101,29 @@ describe("apply on the local host", { timeout: 60_000 }, () => {
     bloatedImage(image, { virtualMiB: 512, writtenMiB: 128, freedMiB: 96 });
     const before = statSync(image);
     // qemu-io keeps the image open (and locked, as a VM does) until its stdin closes.
-    const holder = spawn("qemu-io", ["-f", "qcow2", image], { stdio: ["pipe", "ignore", "ignore"] });
+    const holder = spawn("qemu-io", ["-f", "qcow2", image], { stdio: ["pipe", "ignore", "pipe"] });
     defer(() => holder.kill("SIGKILL"));
+    let holderError = "";
+    holder.stderr.setEncoding("utf8").on("data", (c: string) => {
+      holderError += c;
+    });
+    // Generous: with guest VMs booting beside this test, both cores can be busy for a while.
     await waitFor(() => {
+      if (holder.exitCode !== null) throw new Error(`qemu-io exited ${holder.exitCode}: ${holderError}`);
       try {
         execFileSync("qemu-img", ["info", image], { stdio: "ignore" });
         return false;
       } catch {
         return true;
       }
-    });
+    }, 45_000);
     const run = await runCliProcess(["apply", "--yes", "-i", inventory, writePlaybook(dir, [image])]);
     expect(run.stdout).toMatch(/in use by a running process/);
     expect(run.stdout).toMatch(/skipped=1/);
     const after = statSync(image);
     expect([after.ino, after.mtimeMs, after.blocks]).toEqual([before.ino, before.mtimeMs, before.blocks]);
     holder.stdin.end();
-  });
+  }, 120_000);
 
   it("keeps the original as a hard link when keep_backup is on", async () => {
     const { dir, inventory } = workspace();
