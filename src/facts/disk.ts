@@ -65,11 +65,6 @@ async function runReads(transport: Transport, reads: readonly Read[]): Promise<v
   for (const [i, result] of results.entries()) reads[i]?.accept(result);
 }
 
-export async function gatherDiskFacts(transport: Transport, path: string): Promise<DiskFacts> {
-  const [facts] = await gatherDisksFacts(transport, [path]);
-  return facts as DiskFacts;
-}
-
 /** The facts of every path, in order. A path given twice is read once. */
 export async function gatherDisksFacts(transport: Transport, paths: readonly string[]): Promise<DiskFacts[]> {
   const unique = [...new Set(paths)];

@@ -11,12 +11,6 @@ export interface Fact<Args, Value> {
   parse(result: CommandResult, args: Args): Value;
 }
 
-/** A fact that could not be read, kept as data so the plan can say why a disk was left alone. */
-export interface FactFailure {
-  failed: true;
-  message: string;
-}
-
 export async function gather<Args, Value>(
   transport: Transport,
   fact: Fact<Args, Value>,

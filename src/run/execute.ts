@@ -180,9 +180,8 @@ async function executeGuestZero(
         : undefined;
       const outcomes = await applyZeroGuest(plan, transport, options.signal, hostAllocated);
       const failed = outcomes.filter((o) => !o.ok);
-      const message = failed.length
-        ? failed.map((o) => `${o.mount}: ${o.message}`).join("; ")
-        : outcomes.map((o) => `${o.mount}: ${o.message}`).join("; ");
+      // What went wrong when anything did; otherwise what was done everywhere.
+      const message = (failed.length ? failed : outcomes).map((o) => `${o.mount}: ${o.message}`).join("; ");
       result = {
         host,
         guest: guest.name,

@@ -49,9 +49,7 @@ export async function openTransport(host: InventoryHost, ssh: SshContext): Promi
     case "local": {
       const local = createLocalTransport(host.name);
       // Already root: sudo would add nothing but a dependency.
-      return {
-        transport: host.become && process.getuid?.() !== 0 ? withBecome(local, ssh.becomePassword) : local,
-      };
+      return { transport: process.getuid?.() === 0 ? local : become(local) };
     }
     case "ssh": {
       const { address, port, user, privateKeyFile } = host.connection;

@@ -40,10 +40,6 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-export function succeeded(result: CommandResult): boolean {
-  return result.exitCode === 0 && !result.timedOut;
-}
-
 /** A one-line account of a failed command, for error messages. */
 export function describeFailure(result: CommandResult): string {
   const how = result.timedOut
