@@ -14,6 +14,15 @@ export interface SourceRef {
 export type ZeroMode = "auto" | "trim" | "fill" | "none";
 export type ShutdownMode = "graceful" | "never";
 export type GuestOs = "linux" | "windows";
+export type VmManager = "auto" | "libvirt" | "guest";
+
+/** How a running guest is stopped for its rewrite and started again (policy.shutdown: graceful). */
+export interface VmSettings {
+  manager: VmManager;
+  libvirtUri: string;
+  /** For the guest manager: argv run on the hypervisor to start the guest again ({guest} replaced). */
+  startCommand?: string[];
+}
 
 /** Free space to leave in a guest while zero-filling: a share of the filesystem or a fixed size. */
 export type Reserve = { kind: "ratio"; ratio: number } | { kind: "bytes"; bytes: number };
@@ -63,6 +72,7 @@ export interface Guest {
   hostSource?: SourceRef;
   os: GuestOs;
   ssh?: GuestSsh;
+  vm: VmSettings;
   disks: GuestDisk[];
   policy: ReclaimPolicy;
   source: SourceRef;
@@ -80,6 +90,8 @@ export interface Play {
   /** Stop the play once more than this percentage of its hosts failed; absent: never. */
   maxFailPercentage?: number;
   policy: ReclaimPolicy;
+  /** The play's `vm` settings; each guest's are these with its own keys over them. */
+  vm: VmSettings;
   guests: Guest[];
   source: SourceRef;
 }

@@ -15,6 +15,7 @@ import type {
   ReclaimPolicy,
   Serial,
   SourceRef,
+  VmSettings,
 } from "./model.js";
 import type * as Raw from "./playbook.types.js";
 import { checkSchema, schemaValidator } from "./schema-check.js";
@@ -38,6 +39,22 @@ export const DEFAULT_POLICY: ReclaimPolicy = {
   convert: { format: "qcow2", compress: false, keepBackup: false },
   maxParallelPerHost: 1,
 };
+
+/** What a play gets for the `vm` keys it leaves out. */
+export const DEFAULT_VM: VmSettings = { manager: "auto", libvirtUri: "qemu:///system" };
+
+/** `vm` keys over a base, key by key (the schema has checked their shapes). */
+export function resolveVm(base: VmSettings, raw: unknown): VmSettings {
+  if (!isRecord(raw)) return base;
+  const vm = raw as Raw.Vm;
+  const out: VmSettings = {
+    manager: vm.manager ?? base.manager,
+    libvirtUri: vm.libvirt_uri ?? base.libvirtUri,
+  };
+  const start = Array.isArray(vm.start_command) ? [...vm.start_command] : base.startCommand;
+  if (start) out.startCommand = start;
+  return out;
+}
 
 /** A policy value that matched the schema's shape but not its meaning (`min_ratio: 150%`). */
 export interface PolicyProblem {
@@ -177,9 +194,12 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
       DEFAULT_POLICY,
       diagnostics,
     );
+    const vm = resolveVm(DEFAULT_VM, play.vm);
     const guests = Array.isArray(play.guests) ? play.guests : [];
     const resolved = guests.map((guest, g) =>
-      isRecord(guest) ? resolveGuest(source, [...at, "guests", g], guest, base, diagnostics) : undefined,
+      isRecord(guest)
+        ? resolveGuest(source, [...at, "guests", g], guest, { policy: base, vm }, diagnostics)
+        : undefined,
     );
     checkDuplicates(source, [...at, "guests"], resolved, diagnostics);
     return [
@@ -193,6 +213,7 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
           ? { maxFailPercentage: play.max_fail_percentage }
           : {}),
         policy: base,
+        vm,
         guests: resolved.filter((guest) => guest !== undefined),
         source: sourceRef(source, at),
       },
@@ -219,7 +240,7 @@ function resolveGuest(
   source: SourceDocument,
   at: YamlPath,
   raw: Raw.Guest,
-  base: ReclaimPolicy,
+  play: { policy: ReclaimPolicy; vm: VmSettings },
   diagnostics: Diagnostic[],
 ): Guest {
   const disks = (Array.isArray(raw.disks) ? (raw.disks as unknown[]) : []).flatMap((disk, d): GuestDisk[] => {
@@ -234,8 +255,9 @@ function resolveGuest(
   const guest: Guest = {
     name: raw.name,
     os: raw.os ?? "linux",
+    vm: resolveVm(play.vm, raw.vm),
     disks,
-    policy: policyAt(source, at, raw, base, diagnostics),
+    policy: policyAt(source, at, raw, play.policy, diagnostics),
     source: sourceRef(source, at),
   };
   if (raw.host !== undefined) {

@@ -47,6 +47,7 @@ export interface Play {
    */
   max_fail_percentage?: number;
   policy?: Policy;
+  vm?: Vm;
   /**
    * The virtual machines whose disk images this play reclaims.
    *
@@ -106,6 +107,25 @@ export interface Convert {
   keep_backup?: boolean;
 }
 /**
+ * How a running guest is shut down for its rewrite and started again afterwards (used when the policy's `shutdown` is `graceful`). A guest's `vm` keys override the play's, key by key.
+ */
+export interface Vm {
+  /**
+   * libvirt: `virsh` on the hypervisor (domain state, ACPI `shutdown`, `start` again if it was running). guest: power off from inside the guest over SSH, wait on the hypervisor until QEMU releases the image's lock, then run `start_command`. auto: libvirt when the hypervisor's libvirt knows the domain, else guest.
+   */
+  manager?: "auto" | "libvirt" | "guest";
+  /**
+   * The connection `virsh -c` uses on the hypervisor.
+   */
+  libvirt_uri?: string;
+  /**
+   * For the guest manager: the command (a list of arguments, run without a shell on the hypervisor, through sudo when the play has `become`) that starts the guest again. `{guest}` in an argument is replaced by the guest's name. Without it, a guest powered off from inside stays off.
+   *
+   * @minItems 1
+   */
+  start_command?: [string, ...string[]];
+}
+/**
  * A virtual machine and its disk images. Any policy key given here overrides the play's policy for this guest; `convert` is merged key by key, so keys left out keep the play's value.
  */
 export interface Guest {
@@ -128,6 +148,7 @@ export interface Guest {
    */
   os?: "linux" | "windows";
   ssh?: Ssh;
+  vm?: Vm;
   /**
    * Overrides policy.min_reclaimable for this guest.
    */

@@ -5,6 +5,7 @@
 import {
   type DiskPlan,
   type GuestPlan,
+  type GuestVmPlan,
   type GuestZeroPlan,
   type HostPlan,
   isChange,
@@ -22,6 +23,7 @@ export interface GuestOnHost {
   pinned: boolean;
   notes: string[];
   zero?: GuestZeroPlan;
+  vm?: GuestVmPlan;
   disks: DiskPlan[];
 }
 
@@ -50,6 +52,7 @@ export function buildPlan(entries: readonly HostEntry[], createdAt: Date): Plan 
         playIndex: g.playIndex,
         notes: g.notes,
         ...(g.zero ? { zero: g.zero } : {}),
+        ...(g.vm ? { vm: g.vm } : {}),
         disks: g.disks,
       }));
     return {

@@ -20,9 +20,26 @@ export interface DiskInput {
   guest: string;
   policy: ReclaimPolicy;
   facts: DiskFacts;
+  /**
+   * The image is locked by its own guest, which will be shut down before the rewrite: decide as if
+   * it were free (apply checks the lock again once the guest is off).
+   */
+  guestStops?: boolean;
+  /** Why a locked image stays locked (shutdown: never, no way to stop the guest), for the skip reason. */
+  whyRunning?: string;
+  /** Zeros a fill just wrote inside the guest: measure counts them as data, a rewrite drops them. */
+  zerosWritten?: number;
 }
 
-export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan {
+export function decideDisk({
+  host,
+  guest,
+  policy,
+  facts,
+  guestStops = false,
+  whyRunning,
+  zerosWritten = 0,
+}: DiskInput): DiskPlan {
   const base = { host, guest, path: facts.path, leftovers: [] as string[] };
   const skip = (reason: string, extra: Partial<DiskPlan> = {}): DiskPlan => ({
     ...base,
@@ -90,11 +107,15 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
   if (facts.error) return withLeftovers(skip(`cannot read the image: ${facts.error}`, { identity }));
   const info = facts.info;
   if (!info) return withLeftovers(skip("cannot read the image", { identity }));
-  const described = { identity, virtualSize: info.virtualSize };
-  if (facts.inUse)
+  const described = {
+    identity,
+    virtualSize: info.virtualSize,
+    ...(facts.inUse && guestStops ? { afterShutdown: true } : {}),
+  };
+  if (facts.inUse && !guestStops)
     return withLeftovers(
       skip(
-        `in use by a running process (${facts.inUse.message}); a running VM's image is never rewritten`,
+        `in use by a running process (${facts.inUse.message}); a running VM's image is never rewritten${whyRunning ? ` (${whyRunning})` : ""}`,
         described,
       ),
     );
@@ -132,7 +153,10 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
     );
   if (!facts.measure) return withLeftovers(skip("cannot measure the image", described));
 
-  const after = facts.measure.required + facts.measure.bitmaps;
+  const measured = facts.measure.required + facts.measure.bitmaps;
+  // The zeros a fill wrote are clusters measure counts and convert skips. Never below the
+  // metadata and bitmaps, which stay.
+  const after = Math.max(facts.measure.bitmaps, measured - zerosWritten);
   const before = stat.allocated;
   const reclaim = Math.max(0, before - after);
   const estimate = {
@@ -140,7 +164,9 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
     allocatedAfter: Math.min(after, before),
     reclaim,
     method:
-      "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
+      zerosWritten > 0
+        ? `qemu-img measure, less the ${formatBytes(zerosWritten)} of zeros the guest-side fill wrote; other zeros stored as data count as data, so the result may be smaller`
+        : "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
   };
   const ratio = before === 0 ? 0 : reclaim / before;
   if (reclaim < policy.minReclaimableBytes || ratio < policy.minRatio) {
@@ -178,7 +204,7 @@ export function decideDisk({ host, guest, policy, facts }: DiskInput): DiskPlan 
     ...base,
     ...described,
     action: "rewrite",
-    reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)})`,
+    reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)})${facts.inUse ? ", once its guest is shut down" : ""}`,
     estimate,
     convert,
     steps: rewriteSteps(paths.temp, convert.keepBackup),

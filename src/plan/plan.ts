@@ -68,6 +68,11 @@ export interface DiskPlan {
   absent?: boolean;
   /** For a finish: where the interrupted run meant to keep the original. */
   backup?: string;
+  /**
+   * Its running guest holds the image and may be shut down for it: a rewrite waits until then,
+   * and apply decides again after the guest-side steps whether the shutdown is worth it.
+   */
+  afterShutdown?: boolean;
 }
 
 /** A guest-side step on one filesystem: trim, fill with a bounded amount of zeros, or nothing. */
@@ -89,6 +94,28 @@ export interface GuestZeroPlan {
   steps: ZeroStep[];
   /** The most a fill could add to the image on the host (zeros stored as data), for the room check. */
   fillBytes: number;
+  /**
+   * What the images may grow by on the hypervisor: its free space beside them, less a margin.
+   * Fills are planned (and fills decided at apply time are sized) within it.
+   */
+  hostRoomBytes?: number;
+}
+
+/** How a running guest is stopped so its images can be rewritten, and started again after. */
+export interface GuestVmPlan {
+  manager: "libvirt" | "guest";
+  /** libvirt's domstate word when planned; for the guest manager "running" when its image was locked. */
+  state: string;
+  /** The policy lets the guest be shut down (shutdown: graceful) and there is a way to do it. */
+  canShutDown: boolean;
+  /** The plan shuts it down: a disk it holds is worth rewriting. With a fill still to run, apply decides again. */
+  shutdown: boolean;
+  timeoutMs: number;
+  libvirtUri?: string;
+  /** guest manager: the argv that starts it again on the hypervisor, {guest} already replaced. */
+  startCommand?: string[];
+  /** guest manager: the argv run inside the guest to power it off. */
+  poweroffCommand?: string[];
 }
 
 export interface GuestPlan {
@@ -100,6 +127,8 @@ export interface GuestPlan {
   notes: string[];
   /** Freeing blocks inside the guest first, when its policy asks and it could be reached. */
   zero?: GuestZeroPlan;
+  /** Its VM's state and whether it is shut down for the rewrite (and started again). */
+  vm?: GuestVmPlan;
   disks: DiskPlan[];
 }
 

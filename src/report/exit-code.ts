@@ -19,7 +19,12 @@ export const EXIT = {
 } as const;
 
 export function exitCodeOf(result: RunResult): number {
-  if (result.disks.some((d) => d.status === "failed") || result.guests.some((g) => !g.ok)) return EXIT.failed;
+  if (
+    result.disks.some((d) => d.status === "failed") ||
+    result.guests.some((g) => !g.ok) ||
+    result.vms.some((v) => !v.ok)
+  )
+    return EXIT.failed;
   if (result.hosts.some((h) => h.unreachable)) return EXIT.unreachable;
   return EXIT.ok;
 }

@@ -17,6 +17,8 @@ interface DiskView {
 
 export function createListrRenderer(): Renderer {
   const views = new Map<string, DiskView>();
+  /** Each guest's disk paths by `host\0guest`, to show guest-wide news on its disks' lines. */
+  const disksOf = new Map<string, string[]>();
   let finished: Promise<unknown> = Promise.resolve();
   const key = (host: string, path: string) => `${host}\0${path}`;
   const show = (host: string, path: string, text: string) => {
@@ -45,6 +47,10 @@ export function createListrRenderer(): Renderer {
                       });
                       const view: DiskView = { resolve, result };
                       views.set(key(host.host, disk.path), view);
+                      disksOf.set(key(host.host, guest.name), [
+                        ...(disksOf.get(key(host.host, guest.name)) ?? []),
+                        disk.path,
+                      ]);
                       return {
                         title: `${guest.name} ${disk.path}`,
                         task: async (_c: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
@@ -76,8 +82,19 @@ export function createListrRenderer(): Renderer {
           return;
         }
         case "guest-zero-start":
+          for (const path of disksOf.get(key(event.host, event.guest)) ?? [])
+            show(event.host, path, "freeing blocks inside the guest");
+          return;
         case "guest-zero-end":
           // Shown in the recap; the listr tree is per disk.
+          return;
+        case "vm-start":
+          for (const path of disksOf.get(key(event.host, event.guest)) ?? [])
+            show(event.host, path, `guest: ${event.action} (${event.description})`);
+          return;
+        case "vm-end":
+          for (const path of disksOf.get(key(event.result.host, event.result.guest)) ?? [])
+            show(event.result.host, path, `guest: ${event.result.action}: ${event.result.message}`);
           return;
         case "disk-start":
           show(event.disk.host, event.disk.path, `${event.plan.action}: ${event.plan.reason}`);

@@ -29,6 +29,14 @@ export function createPlainRenderer(
             `${event.result.host} ${event.result.guest}: guest ${event.result.ok ? "done" : "FAILED"}: ${event.result.message}`,
           );
           return;
+        case "vm-start":
+          line(`${event.host} ${event.guest}: ${event.action} (${event.description})`);
+          return;
+        case "vm-end":
+          line(
+            `${event.result.host} ${event.result.guest}: ${event.result.action} ${event.result.ok ? "done" : "FAILED"}: ${event.result.message}`,
+          );
+          return;
         case "disk-start":
           line(
             `${event.disk.host} ${event.disk.guest} ${event.disk.path}: ${event.plan.action} (${event.plan.reason})`,

@@ -1,6 +1,6 @@
 /** The human plan, read like a good `terraform plan`: per host, guest and disk, what and why. */
 import { formatBytes } from "../config/units.js";
-import type { DiskPlan, Plan, ZeroStep } from "../plan/plan.js";
+import type { DiskPlan, GuestVmPlan, Plan, ZeroStep } from "../plan/plan.js";
 
 const VERB: Record<DiskPlan["action"], string> = {
   rewrite: "rewrite",
@@ -25,6 +25,8 @@ export function formatPlan(plan: Plan): string {
           lines.push(`      remove a fill file an interrupted run left in ${leftover}`);
         for (const step of guest.zero.steps) lines.push(`      ${describeZeroStep(step)}`);
       }
+      if (guest.vm)
+        lines.push(`    vm (${guest.vm.manager}): ${describeVm(guest.vm, guest.zero?.fillBytes ?? 0)}`);
       for (const disk of guest.disks) lines.push(...formatDisk(disk));
     }
     lines.push("");
@@ -56,6 +58,24 @@ export function formatTotals(plan: Plan): string {
       : "";
   const unreachable = plan.hosts.filter((h) => h.unreachable).length;
   return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
+}
+
+function describeVm(vm: GuestVmPlan, fillBytes: number): string {
+  const limit = `${Math.round(vm.timeoutMs / 1000)} s`;
+  const stop =
+    vm.manager === "libvirt"
+      ? `virsh shutdown (waits up to ${limit}, never forces it off)`
+      : `${(vm.poweroffCommand ?? ["poweroff"]).join(" ")} inside the guest, then wait up to ${limit} for its images to be free`;
+  const start =
+    vm.manager === "libvirt"
+      ? "virsh start"
+      : vm.startCommand
+        ? vm.startCommand.join(" ")
+        : "nothing: no vm.start_command, it stays off";
+  if (vm.shutdown) return `${vm.state}; shut down for the rewrite: ${stop}; then start again: ${start}`;
+  if (vm.canShutDown && fillBytes > 0)
+    return `${vm.state}; shut down only if, after the fill, a rewrite is worth it: ${stop}; then ${start}`;
+  return vm.state;
 }
 
 function describeZeroStep(step: ZeroStep): string {

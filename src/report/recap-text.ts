@@ -9,6 +9,11 @@ export function formatRecap(result: RunResult): string {
       `${(g.ok ? "guest" : "failed").padEnd(7)} ${g.host} ${g.guest} (inside the guest): ${g.message}`,
     );
   }
+  for (const v of result.vms) {
+    lines.push(
+      `${(v.ok ? v.action : "failed").padEnd(7)} ${v.host} ${v.guest} (${v.action}, ${v.manager}): ${v.message}`,
+    );
+  }
   for (const d of result.disks) {
     const sizes =
       d.allocatedAfter !== undefined && d.allocatedBefore !== undefined

@@ -3,7 +3,7 @@
  * adapters that consume these; the core never prints.
  */
 import type { DiskPlan, GuestZeroPlan, Plan, StepKind } from "../plan/plan.js";
-import type { DiskResult, GuestZeroResult, RunResult } from "./results.js";
+import type { DiskResult, GuestZeroResult, RunResult, VmActionResult } from "./results.js";
 
 export interface DiskRef {
   host: string;
@@ -15,6 +15,8 @@ export type RunEvent =
   | { type: "run-start"; plan: Plan }
   | { type: "guest-zero-start"; host: string; guest: string; plan: GuestZeroPlan }
   | { type: "guest-zero-end"; result: GuestZeroResult }
+  | { type: "vm-start"; host: string; guest: string; action: VmActionResult["action"]; description: string }
+  | { type: "vm-end"; result: VmActionResult }
   | { type: "disk-start"; disk: DiskRef; plan: DiskPlan }
   | { type: "step-start"; disk: DiskRef; step: StepKind; description: string }
   | { type: "step-progress"; disk: DiskRef; step: StepKind; percent: number }

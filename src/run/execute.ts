@@ -8,14 +8,15 @@
 import type { Play, ReclaimPolicy, Serial } from "../config/model.js";
 import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
-import type { DiskPlan, GuestPlan, GuestZeroPlan, HostPlan, Plan } from "../plan/plan.js";
-import { applyRewrite, checkRewrite } from "../tasks/rewrite-image.js";
+import type { DiskPlan, GuestPlan, GuestVmPlan, GuestZeroPlan, HostPlan, Plan } from "../plan/plan.js";
+import { applyRewrite, checkRewrite, type RewriteHints } from "../tasks/rewrite-image.js";
+import { startVm, stopVm, type VmOutcome } from "../tasks/vm-lifecycle.js";
 import { applyZeroGuest } from "../tasks/zero-guest.js";
 import type { Transport } from "../transport/transport.js";
-import { mapLimit } from "./concurrency.js";
+import { limiter, mapLimit } from "./concurrency.js";
 import type { EmitEvent } from "./events.js";
 import { recapHosts } from "./recap.js";
-import type { DiskResult, GuestZeroResult, RunResult } from "./results.js";
+import type { DiskResult, GuestZeroResult, RunResult, VmActionResult } from "./results.js";
 
 export interface ExecuteOptions {
   plan: Plan;
@@ -37,7 +38,24 @@ export type RunDisk = (
   planned: DiskPlan,
   transport: Transport,
   options: ExecuteOptions,
+  hints?: RewriteHints,
 ) => Promise<DiskResult>;
+
+/** Decides a disk again from fresh facts, without acting: whether a shutdown is worth it. */
+export type RecheckDisk = (
+  planned: DiskPlan,
+  transport: Transport,
+  options: ExecuteOptions,
+  hints: RewriteHints,
+) => Promise<DiskPlan>;
+
+/** Shuts a guest down or starts it again; replaceable likewise. */
+export type RunVm = (
+  action: "shutdown" | "start",
+  host: string,
+  guest: GuestPlan,
+  options: ExecuteOptions,
+) => Promise<VmOutcome>;
 
 /** How one guest's blocks are freed; replaceable likewise. */
 export type RunGuestZero = (
@@ -48,7 +66,9 @@ export type RunGuestZero = (
 
 export interface Runners {
   disk: RunDisk;
+  recheck: RecheckDisk;
   guestZero: RunGuestZero;
+  vm: RunVm;
 }
 
 export function policyKey(host: string, path: string): string {
@@ -61,13 +81,16 @@ export async function executePlan(
 ): Promise<RunResult> {
   const run: Runners = {
     disk: runners.disk ?? executeDisk,
+    recheck: runners.recheck ?? recheckDisk,
     guestZero: runners.guestZero ?? executeGuestZero,
+    vm: runners.vm ?? executeVm,
   };
   const started = performance.now();
   const { plan, emit } = options;
   emit({ type: "run-start", plan });
   const disks: DiskResult[] = [];
   const guests: GuestZeroResult[] = [];
+  const vms: VmActionResult[] = [];
   for (const [playIndex, play] of options.plays.entries()) {
     const hosts = plan.hosts.filter((h) => h.plays.includes(playIndex));
     let failedHosts = hosts.filter((h) => h.unreachable).length;
@@ -85,10 +108,14 @@ export async function executePlan(
       );
       for (const done of perHost) {
         guests.push(...done.guests);
+        vms.push(...done.vms);
         disks.push(...done.disks);
       }
       failedHosts += perHost.filter(
-        (r) => r.disks.some((d) => d.status === "failed") || r.guests.some((g) => !g.ok),
+        (r) =>
+          r.disks.some((d) => d.status === "failed") ||
+          r.guests.some((g) => !g.ok) ||
+          r.vms.some((v) => !v.ok),
       ).length;
       const limit = play.maxFailPercentage;
       if (limit !== undefined && (failedHosts * 100) / hosts.length > limit) {
@@ -98,6 +125,7 @@ export async function executePlan(
   }
   const result: RunResult = {
     guests,
+    vms,
     disks,
     hosts: recapHosts(plan, disks),
     durationMs: performance.now() - started,
@@ -119,9 +147,15 @@ export function batches<T>(hosts: readonly T[], serial: Serial | undefined): T[]
   return out;
 }
 
+interface HostOutcome {
+  guests: GuestZeroResult[];
+  vms: VmActionResult[];
+  disks: DiskResult[];
+}
+
 /**
- * One host's share of a play: first the blocks inside each guest are freed (the guest-side steps),
- * then the host rewrites the disks, up to `parallel` at once.
+ * One host's share of a play: its guests, up to `parallel` at once; no more than `parallel` disks
+ * of the host are rewritten at the same time, whichever guests they belong to.
  */
 async function runHost(
   host: HostPlan,
@@ -129,23 +163,152 @@ async function runHost(
   parallel: number,
   options: ExecuteOptions,
   run: Runners,
-): Promise<{ guests: GuestZeroResult[]; disks: DiskResult[] }> {
+): Promise<HostOutcome> {
   const transport = options.transports.get(host.host);
   const mine = host.guests.filter((g) => g.playIndex === playIndex);
-  if (!transport) return { guests: [], disks: [] };
-  const guests: GuestZeroResult[] = [];
-  for (const guest of mine) {
-    if (guest.zero && !options.signal?.aborted) guests.push(await run.guestZero(host.host, guest, options));
-  }
-  const disks = await mapLimit(
-    mine.flatMap((g) => g.disks),
-    parallel,
-    async (disk) => {
-      if (options.signal?.aborted) return skipped(disk, "interrupted before it started", options.emit);
-      return run.disk(disk, transport, options);
-    },
+  if (!transport) return { guests: [], vms: [], disks: [] };
+  const slot = limiter(parallel);
+  const done = await mapLimit(mine, parallel, (guest) =>
+    runGuest(host.host, guest, transport, slot, options, run),
   );
-  return { guests, disks };
+  return {
+    guests: done.flatMap((d) => d.guests),
+    vms: done.flatMap((d) => d.vms),
+    disks: done.flatMap((d) => d.disks),
+  };
+}
+
+/**
+ * One guest: free the blocks inside it first; then, if it holds images worth rewriting and may be
+ * stopped, shut it down, rewrite, and start it again (always, once a shutdown was asked for,
+ * whatever became of the rewrites).
+ */
+async function runGuest(
+  host: string,
+  guest: GuestPlan,
+  transport: Transport,
+  slot: <T>(fn: () => Promise<T>) => Promise<T>,
+  options: ExecuteOptions,
+  run: Runners,
+): Promise<HostOutcome> {
+  const aborted = () => options.signal?.aborted === true;
+  const out: HostOutcome = { guests: [], vms: [], disks: [] };
+  const zero = guest.zero && !aborted() ? await run.guestZero(host, guest, options) : undefined;
+  if (zero) out.guests.push(zero);
+  const hints = hintsAfterZero(guest, zero);
+  const rewriteAll = (disks: readonly DiskPlan[], extra: RewriteHints = {}) =>
+    mapLimit(disks, disks.length, (disk) =>
+      slot(() =>
+        aborted()
+          ? Promise.resolve(skipped(disk, "interrupted before it started", options.emit))
+          : run.disk(disk, transport, options, { ...hints, ...extra }),
+      ),
+    );
+
+  const held = guest.disks.filter((d) => d.afterShutdown);
+  const vm = guest.vm;
+  if (!vm?.canShutDown || held.length === 0 || aborted()) {
+    out.disks.push(...(await rewriteAll(guest.disks)));
+    return out;
+  }
+  // After a fill the estimates change: decide again whether stopping the guest is worth it.
+  const again = await Promise.all(
+    held.map((d) => run.recheck(d, transport, options, { ...hints, guestStops: true })),
+  );
+  if (!again.some((d) => d.action === "rewrite" || d.action === "finish")) {
+    const others = guest.disks.filter((d) => !d.afterShutdown);
+    const kept = again.map((d) =>
+      noteOnly(d, `${d.reason}; the guest keeps running (no rewrite is worth its shutdown)`, options.emit),
+    );
+    out.disks.push(...kept, ...(await rewriteAll(others)));
+    return out;
+  }
+  const stopped = await vmAction("shutdown", host, guest, vm, options, run);
+  out.vms.push(stopped);
+  try {
+    if (!stopped.ok) {
+      const others = guest.disks.filter((d) => !d.afterShutdown);
+      out.disks.push(
+        ...held.map((d) => skipped(d, `the guest was not shut down: ${stopped.message}`, options.emit)),
+        ...(await rewriteAll(others)),
+      );
+    } else {
+      // The disks as decided again, so a disk the fill made worth it is rewritten too.
+      const decided = guest.disks.map((d) => again.find((a) => a.path === d.path) ?? d);
+      out.disks.push(...(await rewriteAll(decided)));
+    }
+  } finally {
+    // Started again whatever happened to the rewrites; a guest that never went down is left alone.
+    if (stopped.ok || vm.manager === "libvirt")
+      out.vms.push(await vmAction("start", host, guest, vm, options, run));
+  }
+  return out;
+}
+
+/** The zeros a fill wrote count against the estimate of a guest's only image. */
+function hintsAfterZero(guest: GuestPlan, zero: GuestZeroResult | undefined): RewriteHints {
+  const written = (zero?.outcomes ?? [])
+    .filter((o) => o.kind === "fill")
+    .reduce((sum, o) => sum + o.bytes, 0);
+  // With several images, which one took the zeros is not known: their estimates stay upper bounds.
+  const present = guest.disks.filter((d) => !d.absent);
+  return written > 0 && present.length === 1 ? { zerosWritten: written } : {};
+}
+
+async function vmAction(
+  action: VmActionResult["action"],
+  host: string,
+  guest: GuestPlan,
+  vm: GuestVmPlan,
+  options: ExecuteOptions,
+  run: Runners,
+): Promise<VmActionResult> {
+  const started = performance.now();
+  const how =
+    vm.manager === "libvirt"
+      ? `virsh ${action}`
+      : action === "shutdown"
+        ? `${(vm.poweroffCommand ?? ["poweroff"]).join(" ")} inside the guest`
+        : (vm.startCommand?.join(" ") ?? "no start_command");
+  options.emit({ type: "vm-start", host, guest: guest.name, action, description: how });
+  let outcome: VmOutcome;
+  try {
+    outcome = await run.vm(action, host, guest, options);
+  } catch (error) {
+    outcome = { ok: false, message: (error as Error).message };
+  }
+  const result: VmActionResult = {
+    host,
+    guest: guest.name,
+    action,
+    manager: vm.manager,
+    ok: outcome.ok,
+    message: outcome.message,
+    durationMs: performance.now() - started,
+  };
+  options.emit({ type: "vm-end", result });
+  return result;
+}
+
+async function executeVm(
+  action: "shutdown" | "start",
+  host: string,
+  guest: GuestPlan,
+  options: ExecuteOptions,
+): Promise<VmOutcome> {
+  const hypervisor = options.transports.get(host);
+  if (!hypervisor || !guest.vm) return { ok: false, message: "no connection to the hypervisor" };
+  const guestTransport = options.guestTransports?.get(`${host}\0${guest.name}`);
+  const target = {
+    guest: guest.name,
+    plan: guest.vm,
+    images: guest.disks.filter((d) => !d.absent).map((d) => d.path),
+    hypervisor,
+    ...(guestTransport ? { guestTransport } : {}),
+    // Starting again must not be cut short by the Ctrl-C that interrupted the rewrite.
+    ...(options.signal && action === "shutdown" ? { signal: options.signal } : {}),
+  };
+  return action === "shutdown" ? stopVm(target) : startVm(target);
 }
 
 async function executeGuestZero(
@@ -227,17 +390,54 @@ function skipped(disk: DiskPlan, reason: string, emit: EmitEvent): DiskResult {
   return result;
 }
 
+async function recheckDisk(
+  planned: DiskPlan,
+  transport: Transport,
+  options: ExecuteOptions,
+  hints: RewriteHints,
+): Promise<DiskPlan> {
+  const policy = options.policies.get(policyKey(planned.host, planned.path));
+  if (!policy) return planned;
+  try {
+    return await checkRewrite(
+      transport,
+      { host: planned.host, guest: planned.guest, path: planned.path, policy },
+      hints,
+    );
+  } catch (error) {
+    return {
+      ...planned,
+      action: "skip",
+      reason: `facts could not be read again: ${(error as Error).message}`,
+      steps: [],
+    };
+  }
+}
+
+/** A disk decided again and left as it is: reported without acting. */
+function noteOnly(disk: DiskPlan, message: string, emit: EmitEvent): DiskResult {
+  const result: DiskResult = {
+    ...skipped(disk, message, () => {}),
+    status: disk.action === "ok" ? "ok" : "skipped",
+  };
+  emit({ type: "disk-end", result });
+  return result;
+}
+
 async function executeDisk(
   planned: DiskPlan,
   transport: Transport,
   options: ExecuteOptions,
+  hints: RewriteHints = {},
 ): Promise<DiskResult> {
   const disk = { host: planned.host, guest: planned.guest, path: planned.path };
   const policy = options.policies.get(policyKey(planned.host, planned.path));
   let current = planned;
-  if (policy && planned.action !== "ok" && planned.action !== "skip") {
+  // A disk planned as ok may be worth rewriting after a fill; a skipped one stays skipped.
+  const fresh = planned.action !== "skip" && (planned.action !== "ok" || (hints.zerosWritten ?? 0) > 0);
+  if (policy && fresh) {
     try {
-      current = await checkRewrite(transport, { ...disk, policy });
+      current = await checkRewrite(transport, { ...disk, policy }, hints);
     } catch (error) {
       current = {
         ...planned,

@@ -4,13 +4,16 @@
  */
 import type { Guest, Play, ReclaimPolicy } from "../config/model.js";
 import { TransportError, UsageError } from "../errors.js";
+import { type DiskFacts, gatherDisksFacts } from "../facts/disk.js";
 import type { Inventory, InventoryHost } from "../inventory/model.js";
 import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
-import type { GuestZeroPlan, Plan } from "../plan/plan.js";
-import { checkRewrites } from "../tasks/rewrite-image.js";
-import { checkZeroGuest } from "../tasks/zero-guest.js";
+import { decideDisk, freeSpaceMargin } from "../plan/decide-disk.js";
+import { decideVm, type LibvirtFacts, type VmDecision } from "../plan/decide-vm.js";
+import type { DiskPlan, GuestZeroPlan, Plan } from "../plan/plan.js";
+import { checkZeroGuest, type HostSide } from "../tasks/zero-guest.js";
 import type { Transport } from "../transport/transport.js";
+import { gatherLibvirtFacts } from "../vm/libvirt.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
 import { openGuestTransport } from "./guest-transport.js";
@@ -91,41 +94,86 @@ interface GuestPlanning {
   guestTransports: Map<string, Transport>;
 }
 
-/** Every disk of every guest on one host, its facts gathered together (a few round trips). */
+/**
+ * Every guest on one host: its disks' facts and libvirt's view of its VM, gathered together (a few
+ * round trips), then the VM, disk and guest-side decisions.
+ */
 async function planGuests(
   host: InventoryHost,
   assignments: readonly Assignment[],
   transport: Transport,
   planning: GuestPlanning,
 ): Promise<GuestOnHost[]> {
-  const targets = assignments.flatMap(({ guest }) =>
-    guest.disks.map((disk) => ({
+  const paths = assignments.flatMap(({ guest }) => guest.disks.map((disk) => disk.path));
+  const asked = assignments.filter(({ guest }) => guest.vm.manager !== "guest");
+  const [facts, libvirt] = await Promise.all([
+    gatherDisksFacts(transport, paths),
+    gatherLibvirtFacts(
+      transport,
+      asked.map(({ guest }) => ({ uri: guest.vm.libvirtUri, name: guest.name })),
+    ),
+  ]);
+  const libvirtOf = new Map<Assignment, LibvirtFacts>(asked.map((a, i) => [a, libvirt[i] as LibvirtFacts]));
+  let next = 0;
+  const planned = assignments.map((assignment) => {
+    const { play, playIndex, guest, pinned } = assignment;
+    const mine = facts.slice(next, next + guest.disks.length);
+    next += guest.disks.length;
+    const vm = decideVm(guest, libvirtOf.get(assignment), mine);
+    const disks = mine.map((f) => {
+      planning.policies.set(policyKey(host.name, f.path), guest.policy);
+      return decideDisk({
+        host: host.name,
+        guest: guest.name,
+        policy: guest.policy,
+        facts: f,
+        guestStops: vm.stopsFor.has(f.path),
+        ...(vm.whyRunning ? { whyRunning: vm.whyRunning } : {}),
+      });
+    });
+    if (vm.vm) vm.vm.shutdown = disks.some((d) => d.afterShutdown && d.action === "rewrite");
+    const entry: GuestOnHost = {
       host: host.name,
       guest: guest.name,
-      path: disk.path,
-      policy: guest.policy,
-    })),
-  );
-  for (const t of targets) planning.policies.set(policyKey(t.host, t.path), t.policy);
-  const plans = await checkRewrites(transport, targets);
-  let next = 0;
-  const guests = assignments.map(({ play, playIndex, guest, pinned }): GuestOnHost => {
-    const disks = plans.slice(next, next + guest.disks.length);
-    next += guest.disks.length;
-    return { host: host.name, guest: guest.name, play: play.name, playIndex, pinned, notes: [], disks };
+      play: play.name,
+      playIndex,
+      pinned,
+      notes: [...vm.notes],
+      disks,
+      ...(vm.vm ? { vm: vm.vm } : {}),
+    };
+    return { entry, guest, vm, facts: mine };
   });
   // Guest-side steps only where the guest's disks are: a guest without `host:` lives on one host.
   await Promise.all(
-    guests.map((planned, i) => {
-      const guest = (assignments[i] as Assignment).guest;
-      if (guest.policy.zero === "none" || planned.disks.every((d) => d.absent)) return undefined;
-      return planZero(host.name, guest, transport, planning).then((zero) => {
-        if ("plan" in zero) planned.zero = zero.plan;
-        else planned.notes.push(zero.note);
+    planned.map(({ entry, guest, vm, facts: mine }) => {
+      if (guest.policy.zero === "none" || entry.disks.every((d) => d.absent)) return undefined;
+      if (vm.shutOff) {
+        entry.notes.push(`guest-side steps (zero: ${guest.policy.zero}) skipped: ${vm.shutOff}`);
+        return undefined;
+      }
+      return planZero(host.name, guest, transport, planning, hostSide(vm, mine, entry.disks)).then((zero) => {
+        if ("plan" in zero) entry.zero = zero.plan;
+        else entry.notes.push(zero.note);
       });
     }),
   );
-  return guests;
+  return planned.map((p) => p.entry);
+}
+
+/**
+ * What the guest's images may grow by while zeros fill them: the least free space beside any of
+ * them, less the safety margin and the room their rewrites will need.
+ */
+function hostSide(vm: VmDecision, facts: readonly DiskFacts[], disks: readonly DiskPlan[]): HostSide {
+  const present = facts.filter((f) => f.stat.exists && f.free);
+  const side: HostSide = {};
+  if (vm.discardReachesImages !== undefined) side.discardReachesImages = vm.discardReachesImages;
+  if (present.length === 0) return side;
+  const free = Math.min(...present.map((f) => f.free?.availableBytes ?? 0));
+  const rewrites = disks.reduce((sum, d) => sum + (d.estimate?.allocatedAfter ?? 0), 0);
+  side.roomBytes = Math.max(0, free - freeSpaceMargin(free) - rewrites);
+  return side;
 }
 
 /** Connects to the guest (through its hypervisor) and decides what to free inside it. */
@@ -134,6 +182,7 @@ async function planZero(
   guest: Guest,
   hypervisor: Transport,
   planning: GuestPlanning,
+  side: HostSide,
 ): Promise<{ plan: GuestZeroPlan } | { note: string }> {
   const skipped = (why: string) => ({
     note: `guest-side steps (zero: ${guest.policy.zero}) skipped: ${why}; only the host-side rewrite runs`,
@@ -149,7 +198,13 @@ async function planZero(
   planning.guestTransports.set(key, opened.transport);
   try {
     return {
-      plan: await checkZeroGuest(opened.transport, guest.name, guest.policy.zero, guest.policy.fillReserve),
+      plan: await checkZeroGuest(
+        opened.transport,
+        guest.name,
+        guest.policy.zero,
+        guest.policy.fillReserve,
+        side,
+      ),
     };
   } catch (error) {
     return skipped(`cannot read the guest's filesystems: ${(error as Error).message}`);

@@ -45,6 +45,17 @@ export interface GuestZeroResult {
   durationMs: number;
 }
 
+/** Shutting a guest down for its rewrite, or starting it again after. */
+export interface VmActionResult {
+  host: string;
+  guest: string;
+  action: "shutdown" | "start";
+  manager: "libvirt" | "guest";
+  ok: boolean;
+  message: string;
+  durationMs: number;
+}
+
 export interface HostRecap {
   host: string;
   ok: number;
@@ -61,6 +72,8 @@ export interface HostRecap {
 export interface RunResult {
   /** Guest-side steps, each before its guest's disks. */
   guests: GuestZeroResult[];
+  /** Guests shut down for their rewrites and started again, in order. */
+  vms: VmActionResult[];
   disks: DiskResult[];
   hosts: HostRecap[];
   durationMs: number;

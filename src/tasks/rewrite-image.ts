@@ -32,6 +32,14 @@ export interface RewriteTarget {
   policy: ReclaimPolicy;
 }
 
+/** What the run learned before this disk that the facts alone do not show. */
+export interface RewriteHints {
+  /** Zeros a guest-side fill just wrote into the image (stored as data until the rewrite). */
+  zerosWritten?: number;
+  /** The image's lock is its own guest's, which will be shut down first. */
+  guestStops?: boolean;
+}
+
 export interface TaskContext {
   transport: Transport;
   emit: EmitEvent;
@@ -40,23 +48,13 @@ export interface TaskContext {
 }
 
 /** Read-only: gathers the disk's facts and decides. */
-export async function checkRewrite(transport: Transport, target: RewriteTarget): Promise<DiskPlan> {
-  const [plan] = await checkRewrites(transport, [target]);
-  return plan as DiskPlan;
-}
-
-/** Read-only, for many disks of one host at once: their facts come in a few round trips. */
-export async function checkRewrites(
+export async function checkRewrite(
   transport: Transport,
-  targets: readonly RewriteTarget[],
-): Promise<DiskPlan[]> {
-  const facts = await gatherDisksFacts(
-    transport,
-    targets.map((t) => t.path),
-  );
-  return targets.map((t, i) =>
-    decideDisk({ host: t.host, guest: t.guest, policy: t.policy, facts: facts[i] as DiskFacts }),
-  );
+  target: RewriteTarget,
+  hints: RewriteHints = {},
+): Promise<DiskPlan> {
+  const [facts] = await gatherDisksFacts(transport, [target.path]);
+  return decideDisk({ ...target, facts: facts as DiskFacts, ...hints });
 }
 
 class StepFailed extends Error {}

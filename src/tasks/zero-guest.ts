@@ -32,16 +32,27 @@ const MiB = 1024 * 1024;
 const FILL_TIMEOUT_MS = 6 * 60 * 60 * 1000;
 const TRIM_TIMEOUT_MS = 60 * 60 * 1000;
 
+/** What the host side knows that changes the guest-side decision. */
+export interface HostSide {
+  /** What the guest's images may grow by on the hypervisor (free space beside them, less a margin). */
+  roomBytes?: number;
+  /** libvirt's disk definitions say whether discards reach the images (discard='unmap'). */
+  discardReachesImages?: boolean;
+}
+
 /** Pure: what to do on each filesystem for a zero mode. */
 export function decideZero(
   guest: string,
   filesystems: readonly GuestFilesystem[],
   mode: ZeroMode,
   reserve: Reserve,
+  host: HostSide = {},
 ): GuestZeroPlan {
+  let room = host.roomBytes ?? Number.POSITIVE_INFINITY;
   const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
     if (mode === "none") return { kind: "skip", mount: fs.mount, reason: "zero: none" };
-    if (mode === "trim" || (mode === "auto" && fs.discard)) {
+    const trimReaches = fs.discard && host.discardReachesImages !== false;
+    if (mode === "trim" || (mode === "auto" && trimReaches)) {
       return fs.discard
         ? { kind: "trim", mount: fs.mount }
         : {
@@ -52,12 +63,32 @@ export function decideZero(
           };
     }
     const size = fillSize(fs, reserve);
-    return "skip" in size
-      ? { kind: "skip", mount: fs.mount, reason: size.skip }
-      : { kind: "fill", mount: fs.mount, mib: size.mib };
+    if ("skip" in size) return { kind: "skip", mount: fs.mount, reason: size.skip };
+    const tooBig = roomProblem(size.mib * MiB, room);
+    if (tooBig) return { kind: "skip", mount: fs.mount, reason: tooBig };
+    room -= size.mib * MiB;
+    return { kind: "fill", mount: fs.mount, mib: size.mib };
   });
   const fillBytes = steps.reduce((sum, s) => sum + (s.kind === "fill" ? s.mib * MiB : 0), 0);
-  return { guest, mode, reserve, filesystems: [...filesystems], leftovers: [], steps, fillBytes };
+  return {
+    guest,
+    mode,
+    reserve,
+    filesystems: [...filesystems],
+    leftovers: [],
+    steps,
+    fillBytes,
+    ...(host.roomBytes !== undefined ? { hostRoomBytes: host.roomBytes } : {}),
+  };
+}
+
+/**
+ * Zeros written into free space are stored as data until the rewrite: the image can grow by all
+ * of them. A fill the hypervisor has no room for would fill its disk under every guest on it.
+ */
+function roomProblem(bytes: number, room: number): string | undefined {
+  if (bytes <= room) return undefined;
+  return `a fill of ${formatBytes(bytes)} could grow the image by as much, and the hypervisor has room for ${formatBytes(Math.max(0, room))} beside it; not filled`;
 }
 
 /** Read-only: the guest's filesystems, leftovers of earlier fills, and the decision. */
@@ -66,11 +97,12 @@ export async function checkZeroGuest(
   guest: string,
   mode: ZeroMode,
   reserve: Reserve,
+  host: HostSide = {},
 ): Promise<GuestZeroPlan> {
   const [mounts, df, discard] = await runBatch(transport, [mountsArgv, dfArgv, discardArgv]);
   if (!mounts || !df || !discard) throw new Error("the guest answered too few facts");
   const filesystems = parseGuestFilesystems(mounts, df, discard);
-  const plan = decideZero(guest, filesystems, mode, reserve);
+  const plan = decideZero(guest, filesystems, mode, reserve, host);
   const probes = await runBatch(
     transport,
     filesystems.map((fs) => ["test", "-e", fillFilePath(fs.mount)]),
@@ -115,7 +147,9 @@ export async function applyZeroGuest(
   const trimmed = outcomes.filter((o) => o.kind === "trim" && o.ok).reduce((sum, o) => sum + o.bytes, 0);
   const after = await hostAllocated();
   if (!trimDidNotReachHost(trimmed, before - after)) return outcomes;
-  // The discards stopped short of the image file: write zeros instead, where the reserve allows.
+  // The discards stopped short of the image file: write zeros instead, where the reserve and the
+  // hypervisor's room allow.
+  let room = (plan.hostRoomBytes ?? Number.POSITIVE_INFINITY) - plan.fillBytes;
   for (const [i, outcome] of outcomes.entries()) {
     if (outcome.kind !== "trim" || !outcome.ok) continue;
     const why = `trim freed ${formatBytes(outcome.bytes)} in the guest but the host's image gave back only ${formatBytes(Math.max(0, before - after))} (discard does not reach it)`;
@@ -123,10 +157,12 @@ export async function applyZeroGuest(
     const size = fs
       ? fillSize(fs, plan.reserve)
       : { skip: `${outcome.mount}: not among the guest's filesystems` };
-    if ("skip" in size) {
-      outcomes[i] = { ...outcome, message: `${why}; ${size.skip}` };
+    const skip = "skip" in size ? size.skip : roomProblem(size.mib * MiB, room);
+    if (skip !== undefined || "skip" in size) {
+      outcomes[i] = { ...outcome, message: `${why}; ${skip}` };
       continue;
     }
+    room -= size.mib * MiB;
     const filled = await fill(outcome.mount, size.mib, run);
     outcomes[i] = { ...filled, message: `${why}; filled instead: ${filled.message}` };
   }

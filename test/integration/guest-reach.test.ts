@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Guest } from "../../src/config/model.js";
+import { DEFAULT_VM } from "../../src/config/playbook.js";
 import { openGuestTransport } from "../../src/run/guest-transport.js";
 import type { SshContext } from "../../src/run/transports.js";
 import { connectChain } from "../../src/transport/ssh/connect.js";
@@ -49,6 +50,7 @@ function guest(jump?: string): Guest {
   return {
     name: "vm",
     os: "linux",
+    vm: DEFAULT_VM,
     disks: [],
     policy,
     source: { file: "pb.yml", line: 1, column: 1 },

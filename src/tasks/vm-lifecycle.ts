@@ -1,0 +1,151 @@
+/**
+ * Stopping a guest so its images can be rewritten, and starting it again. Never forced: a guest
+ * that does not shut down within its timeout is left as it is and reported, its images untouched.
+ *
+ * libvirt: `virsh shutdown` (ACPI, or the guest agent), then domstate until "shut off".
+ * guest: the poweroff command inside the guest, then the host waits until QEMU has let go of every
+ * image (its lock is how the host knows); `start_command` on the hypervisor starts it again.
+ */
+import { setTimeout as delay } from "node:timers/promises";
+import { gather } from "../facts/fact.js";
+import { imageProbe } from "../facts/image-info.js";
+import type { GuestVmPlan } from "../plan/plan.js";
+import { describeFailure, type Transport } from "../transport/transport.js";
+import { domainState, virshArgv } from "../vm/libvirt.js";
+
+export interface VmTarget {
+  guest: string;
+  plan: GuestVmPlan;
+  /** The guest's images on the hypervisor: their locks tell when QEMU has let go. */
+  images: readonly string[];
+  hypervisor: Transport;
+  /** The guest itself, for the guest manager's poweroff. */
+  guestTransport?: Transport;
+  signal?: AbortSignal;
+  /** Between two looks at the guest's state (default 1 s). */
+  pollMs?: number;
+}
+
+export interface VmOutcome {
+  ok: boolean;
+  message: string;
+}
+
+const COMMAND_TIMEOUT_MS = 60_000;
+
+/** Read-only: is the guest running now (libvirt's state; for the guest manager, its images' locks). */
+export async function checkVmRunning(target: VmTarget): Promise<{ running: boolean; state: string }> {
+  if (target.plan.manager === "libvirt") {
+    const lookup = await gather(target.hypervisor, domainState, libvirtArgs(target));
+    if (lookup.kind !== "domain") throw new Error(`libvirt: ${lookupMessage(lookup)}`);
+    return { running: lookup.state === "running", state: lookup.state };
+  }
+  const locked = await lockedImages(target);
+  return { running: locked.length > 0, state: locked.length > 0 ? "running" : "off" };
+}
+
+/** Asks the guest to shut down and waits, at most its timeout, until it has. */
+export async function stopVm(target: VmTarget): Promise<VmOutcome> {
+  const { plan, hypervisor } = target;
+  const started = performance.now();
+  if (plan.manager === "libvirt") {
+    const asked = await hypervisor.run({
+      argv: virshArgv(plan.libvirtUri ?? "qemu:///system", "shutdown", target.guest),
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    if (asked.exitCode !== 0)
+      return { ok: false, message: `virsh shutdown failed: ${describeFailure(asked)}` };
+  } else {
+    if (!target.guestTransport || !plan.poweroffCommand)
+      return { ok: false, message: "no connection to the guest to power it off from inside" };
+    // The connection usually drops as the guest goes down: the host's view below decides.
+    await target.guestTransport.run({ argv: plan.poweroffCommand, timeoutMs: 20_000 }).catch(() => undefined);
+  }
+  const off = await waitUntilOff(target, plan.timeoutMs - (performance.now() - started));
+  if (off.ok) return { ok: true, message: `shut down in ${seconds(performance.now() - started)}` };
+  return off;
+}
+
+/** Starts the guest again: `virsh start`, or the play's start_command. */
+export async function startVm(target: VmTarget): Promise<VmOutcome> {
+  const { plan, hypervisor } = target;
+  if (plan.manager === "libvirt") {
+    const now = await gather(hypervisor, domainState, libvirtArgs(target));
+    if (now.kind === "domain" && now.state !== "shut off")
+      return { ok: true, message: `not started: libvirt says it is ${now.state}` };
+    const started = await hypervisor.run({
+      argv: virshArgv(plan.libvirtUri ?? "qemu:///system", "start", target.guest),
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    return started.exitCode === 0
+      ? { ok: true, message: "started again (virsh start)" }
+      : { ok: false, message: `virsh start failed: ${describeFailure(started)}` };
+  }
+  if (!plan.startCommand)
+    return { ok: true, message: "left powered off: the play gives no vm.start_command" };
+  const started = await hypervisor.run({ argv: plan.startCommand, timeoutMs: COMMAND_TIMEOUT_MS });
+  return started.exitCode === 0
+    ? { ok: true, message: `started again (${plan.startCommand.join(" ")})` }
+    : { ok: false, message: `start_command failed: ${describeFailure(started)}` };
+}
+
+/** Polls until the guest is off and its images are free, within `budgetMs`, bounded in count too. */
+async function waitUntilOff(target: VmTarget, budgetMs: number): Promise<VmOutcome> {
+  const pollMs = target.pollMs ?? 1000;
+  const deadline = performance.now() + Math.max(0, budgetMs);
+  const maxPolls = Math.ceil(Math.max(0, budgetMs) / pollMs) + 2;
+  let last = "";
+  for (let i = 0; i < maxPolls; i++) {
+    if (target.signal?.aborted)
+      return { ok: false, message: "interrupted while waiting for the guest to shut down" };
+    if (target.plan.manager === "libvirt") {
+      const lookup = await gather(target.hypervisor, domainState, libvirtArgs(target));
+      last = lookup.kind === "domain" ? lookup.state : lookupMessage(lookup);
+      // Once libvirt says shut off, QEMU has exited; its locks went with it.
+      if (
+        lookup.kind === "domain" &&
+        lookup.state === "shut off" &&
+        (await lockedImages(target)).length === 0
+      )
+        return { ok: true, message: "shut off" };
+    } else {
+      const locked = await lockedImages(target);
+      if (locked.length === 0) return { ok: true, message: "its images are free" };
+      last = `still locked: ${locked.join(", ")}`;
+    }
+    const left = deadline - performance.now();
+    if (left <= 0) break;
+    await delay(Math.min(pollMs, left), undefined, target.signal ? { signal: target.signal } : {}).catch(
+      () => undefined,
+    );
+  }
+  const what = target.plan.manager === "libvirt" ? `libvirt says ${last}` : last;
+  return {
+    ok: false,
+    message: `did not shut down within ${seconds(Math.max(0, budgetMs))} (${what}); not forced off, its images untouched`,
+  };
+}
+
+async function lockedImages(target: VmTarget): Promise<string[]> {
+  const probes = await Promise.all(
+    target.images.map(async (path) => ({
+      path,
+      probe: await gather(target.hypervisor, imageProbe, { path }),
+    })),
+  );
+  return probes.filter((p) => p.probe.inUse).map((p) => p.path);
+}
+
+function libvirtArgs(target: VmTarget): { uri: string; name: string } {
+  return { uri: target.plan.libvirtUri ?? "qemu:///system", name: target.guest };
+}
+
+function lookupMessage(lookup: { kind: string; message?: string }): string {
+  if (lookup.kind === "no-virsh") return "the hypervisor has no virsh";
+  if (lookup.kind === "no-domain") return "no such domain";
+  return lookup.message ?? lookup.kind;
+}
+
+function seconds(ms: number): string {
+  return ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`;
+}

@@ -1,0 +1,112 @@
+/**
+ * What libvirt knows about a guest, read with `virsh` on its hypervisor, and the two commands
+ * that change its state. Facts are a command and a pure parser, tested on recorded output.
+ */
+import type { Fact } from "../facts/fact.js";
+import { runBatch } from "../transport/batch.js";
+import { type CommandResult, describeFailure, type Transport } from "../transport/transport.js";
+
+/** A disk of a domain as its XML defines it. */
+export interface DomainDisk {
+  /** The image file (or block device) QEMU opens. */
+  source: string;
+  /** The `discard` attribute of the disk's driver: "unmap" lets a guest's trim reach the image. */
+  discard?: string;
+}
+
+/**
+ * domstate's words: running, idle, paused, in shutdown, shut off, crashed, pmsuspended. Or: virsh
+ * is not installed, or libvirt has no such domain, or virsh failed for another reason.
+ */
+export type DomainLookup =
+  | { kind: "domain"; state: string }
+  | { kind: "no-virsh" }
+  | { kind: "no-domain" }
+  | { kind: "error"; message: string };
+
+export interface DomainArgs {
+  uri: string;
+  name: string;
+}
+
+/** `virsh` with its connection; `--` before the domain so no name is ever read as an option. */
+export function virshArgv(uri: string, command: string, name: string, ...options: string[]): string[] {
+  return ["virsh", "-q", "-c", uri, command, ...options, "--", name];
+}
+
+export const domainState: Fact<DomainArgs, DomainLookup> = {
+  name: "libvirt domain state",
+  argv: ({ uri, name }) => virshArgv(uri, "domstate", name),
+  parse: (result) => {
+    const problem = lookupProblem(result);
+    if (problem) return problem;
+    const state = result.stdout.trim().split("\n")[0]?.trim() ?? "";
+    if (!state) return { kind: "error", message: "virsh domstate printed nothing" };
+    return { kind: "domain", state };
+  },
+};
+
+export const domainXml: Fact<DomainArgs, DomainDisk[] | DomainLookup> = {
+  name: "libvirt domain definition",
+  argv: ({ uri, name }) => virshArgv(uri, "dumpxml", name),
+  parse: (result) => lookupProblem(result) ?? parseDomainDisks(result.stdout),
+};
+
+/** The reasons a lookup found no domain state, or undefined when the command succeeded. */
+function lookupProblem(result: CommandResult): DomainLookup | undefined {
+  if (result.exitCode === 0) return undefined;
+  const text = `${result.stderr}\n${result.stdout}`;
+  if (result.exitCode === 127 || /virsh: (command )?not found|No such file or directory/.test(text))
+    return { kind: "no-virsh" };
+  if (/failed to get domain|Domain not found|no domain with matching name/i.test(text))
+    return { kind: "no-domain" };
+  return { kind: "error", message: describeFailure(result) };
+}
+
+/**
+ * The file disks of a domain's XML, with their driver's discard setting. libvirt writes its XML
+ * in one regular form, so attributes are read with patterns rather than a full XML parser.
+ */
+export function parseDomainDisks(xml: string): DomainDisk[] {
+  const disks: DomainDisk[] = [];
+  for (const match of xml.matchAll(/<disk\b([^>]*)>([\s\S]*?)<\/disk>/g)) {
+    const [, attributes = "", body = ""] = match;
+    if (/\bdevice=['"](cdrom|floppy)['"]/.test(attributes)) continue;
+    const source = /<source\b[^>]*\b(?:file|dev)=(['"])(.*?)\1/.exec(body)?.[2];
+    if (!source) continue;
+    const discard = /<driver\b[^>]*\bdiscard=(['"])(.*?)\1/.exec(body)?.[2];
+    disks.push({ source: unescapeXml(source), ...(discard ? { discard } : {}) });
+  }
+  return disks;
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(/&(lt|gt|quot|apos|amp);/g, (_, name: string) => XML_ENTITIES[name] ?? "");
+}
+
+const XML_ENTITIES: Record<string, string> = { lt: "<", gt: ">", quot: '"', apos: "'", amp: "&" };
+
+/** States in which the guest's QEMU holds its images open. */
+export function isActive(state: string): boolean {
+  return state !== "shut off" && state !== "crashed";
+}
+
+/** libvirt's answer about each guest, asked in one round trip: its state and its disks. */
+export async function gatherLibvirtFacts(
+  transport: Transport,
+  domains: readonly DomainArgs[],
+): Promise<{ lookup: DomainLookup; disks?: DomainDisk[] }[]> {
+  if (domains.length === 0) return [];
+  const results = await runBatch(
+    transport,
+    domains.flatMap((d) => [domainState.argv(d), domainXml.argv(d)]),
+  );
+  return domains.map((d, i) => {
+    const state = results[2 * i];
+    const xml = results[2 * i + 1];
+    if (!state || !xml) return { lookup: { kind: "error", message: "virsh gave no answer" } };
+    const lookup = domainState.parse(state, d);
+    const disks = domainXml.parse(xml, d);
+    return Array.isArray(disks) ? { lookup, disks } : { lookup };
+  });
+}
