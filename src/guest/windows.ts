@@ -6,6 +6,7 @@
  * sdelete's argument is always a drive letter with its colon: a bare number names a *physical
  * disk*, and `sdelete -z 1` has wiped whole disks (sysinternals issues #77 and #815).
  */
+import type { GuestFilesystem } from "./filesystems.js";
 
 export interface WindowsVolume {
   /** "C:" */
@@ -56,6 +57,23 @@ export function parseVolumes(json: string): WindowsVolume[] {
       fileSystem: String(v.FileSystemType),
       sizeBytes: v.Size,
       freeBytes: v.SizeRemaining,
+    }));
+}
+
+/** NTFS and ReFS volumes as the planner sees any guest filesystem (mount = the drive, "C:"). */
+export function volumesAsFilesystems(volumes: readonly WindowsVolume[]): GuestFilesystem[] {
+  return volumes
+    .filter((v) => /^(NTFS|ReFS)$/i.test(v.fileSystem))
+    .map((v) => ({
+      mount: v.drive,
+      device: v.drive,
+      type: v.fileSystem,
+      sizeBytes: v.sizeBytes,
+      usedBytes: v.sizeBytes - v.freeBytes,
+      availableBytes: v.freeBytes,
+      // Windows does not say whether its discards reach the image; retrim is tried, and refused
+      // where the volume does not support it (then sdelete zeroes instead).
+      discard: true,
     }));
 }
 

@@ -84,6 +84,8 @@ export type ZeroStep =
 /** What will be done inside a guest, before the host touches its disks. */
 export interface GuestZeroPlan {
   guest: string;
+  /** Absent: linux. Windows volumes are retrimmed, or zeroed with sdelete -z. */
+  os?: "windows";
   /** The policy's zero mode: with auto, a trim the host does not see is followed by a fill. */
   mode: ZeroMode;
   /** The policy's fill_reserve, for a fill decided at apply time. */

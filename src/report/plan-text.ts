@@ -23,7 +23,8 @@ export function formatPlan(plan: Plan): string {
         lines.push("    inside the guest, first:");
         for (const leftover of guest.zero.leftovers)
           lines.push(`      remove a fill file an interrupted run left in ${leftover}`);
-        for (const step of guest.zero.steps) lines.push(`      ${describeZeroStep(step)}`);
+        for (const step of guest.zero.steps)
+          lines.push(`      ${describeZeroStep(step, guest.zero.os === "windows")}`);
       }
       if (guest.vm)
         lines.push(`    vm (${guest.vm.manager}): ${describeVm(guest.vm, guest.zero?.fillBytes ?? 0)}`);
@@ -78,11 +79,15 @@ function describeVm(vm: GuestVmPlan, fillBytes: number): string {
   return vm.state;
 }
 
-function describeZeroStep(step: ZeroStep): string {
+function describeZeroStep(step: ZeroStep, windows: boolean): string {
   switch (step.kind) {
     case "trim":
-      return `trim ${step.mount} (fstrim: discard reaches the disk)`;
+      return windows
+        ? `retrim ${step.mount} (Optimize-Volume -ReTrim; sdelete -z where the volume cannot be trimmed)`
+        : `trim ${step.mount} (fstrim: discard reaches the disk)`;
     case "fill":
+      if (windows)
+        return `zero the free space of ${step.mount} with sdelete -z (about ${formatBytes(step.mib * 1024 * 1024)}; fills the volume for a moment)`;
       return `fill ${step.mount} with ${formatBytes(step.mib * 1024 * 1024)} of zeros (leaving the reserve free), then remove the file`;
     case "skip":
       return `leave ${step.mount} alone: ${step.reason}`;

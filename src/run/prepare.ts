@@ -187,7 +187,6 @@ async function planZero(
   const skipped = (why: string) => ({
     note: `guest-side steps (zero: ${guest.policy.zero}) skipped: ${why}; only the host-side rewrite runs`,
   });
-  if (guest.os !== "linux") return skipped("Windows guests are not reached by this version yet");
   if (!guest.ssh) return skipped("the guest has no ssh: settings");
   const key = `${host}\0${guest.name}`;
   const existing = planning.guestTransports.get(key);
@@ -204,6 +203,7 @@ async function planZero(
         guest.policy.zero,
         guest.policy.fillReserve,
         side,
+        guest.os,
       ),
     };
   } catch (error) {

@@ -3,7 +3,7 @@
  * image. `checkZeroGuest` reads the guest's filesystems and decides per filesystem (trim where
  * discard reaches the disk, else fill); `applyZeroGuest` carries out exactly that.
  */
-import type { Reserve, ZeroMode } from "../config/model.js";
+import type { GuestOs, Reserve, ZeroMode } from "../config/model.js";
 import { formatBytes } from "../config/units.js";
 import {
   dfArgv,
@@ -12,6 +12,14 @@ import {
   mountsArgv,
   parseGuestFilesystems,
 } from "../guest/filesystems.js";
+import {
+  parseVolumes,
+  retrimArgv,
+  retrimUnsupported,
+  sdeleteArgv,
+  volumesArgv,
+  volumesAsFilesystems,
+} from "../guest/windows.js";
 import {
   FILL_FILE,
   fillArgv,
@@ -47,6 +55,7 @@ export function decideZero(
   mode: ZeroMode,
   reserve: Reserve,
   host: HostSide = {},
+  os: GuestOs = "linux",
 ): GuestZeroPlan {
   let room = host.roomBytes ?? Number.POSITIVE_INFINITY;
   const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
@@ -62,7 +71,8 @@ export function decideZero(
               "the disk under it does not pass discard, so a trim would free nothing (zero: fill or auto would)",
           };
     }
-    const size = fillSize(fs, reserve);
+    // sdelete -z zeroes all the free space (briefly filling the volume): it keeps no reserve.
+    const size = os === "windows" ? windowsFillSize(fs) : fillSize(fs, reserve);
     if ("skip" in size) return { kind: "skip", mount: fs.mount, reason: size.skip };
     const tooBig = roomProblem(size.mib * MiB, room);
     if (tooBig) return { kind: "skip", mount: fs.mount, reason: tooBig };
@@ -72,6 +82,7 @@ export function decideZero(
   const fillBytes = steps.reduce((sum, s) => sum + (s.kind === "fill" ? s.mib * MiB : 0), 0);
   return {
     guest,
+    ...(os === "windows" ? { os } : {}),
     mode,
     reserve,
     filesystems: [...filesystems],
@@ -80,6 +91,11 @@ export function decideZero(
     fillBytes,
     ...(host.roomBytes !== undefined ? { hostRoomBytes: host.roomBytes } : {}),
   };
+}
+
+function windowsFillSize(fs: GuestFilesystem): { mib: number } | { skip: string } {
+  const mib = Math.floor(fs.availableBytes / MiB);
+  return mib < 1 ? { skip: `${fs.mount}: no free space to zero` } : { mib };
 }
 
 /**
@@ -98,7 +114,14 @@ export async function checkZeroGuest(
   mode: ZeroMode,
   reserve: Reserve,
   host: HostSide = {},
+  os: GuestOs = "linux",
 ): Promise<GuestZeroPlan> {
+  if (os === "windows") {
+    const volumes = await transport.run({ argv: volumesArgv, timeoutMs: 60_000 });
+    if (volumes.exitCode !== 0) throw new Error(describeFailure(volumes));
+    const filesystems = volumesAsFilesystems(parseVolumes(volumes.stdout));
+    return decideZero(guest, filesystems, mode, reserve, host, os);
+  }
   const [mounts, df, discard] = await runBatch(transport, [mountsArgv, dfArgv, discardArgv]);
   if (!mounts || !df || !discard) throw new Error("the guest answered too few facts");
   const filesystems = parseGuestFilesystems(mounts, df, discard);
@@ -140,6 +163,7 @@ export async function applyZeroGuest(
   for (const step of plan.steps) {
     if (step.kind === "skip")
       outcomes.push({ mount: step.mount, kind: "skip", ok: true, bytes: 0, message: step.reason });
+    else if (plan.os === "windows") outcomes.push(await windowsStep(step, plan, run));
     else if (step.kind === "trim") outcomes.push(await trim(step.mount, run));
     else outcomes.push(await fill(step.mount, step.mib, run));
   }
@@ -155,7 +179,9 @@ export async function applyZeroGuest(
     const why = `trim freed ${formatBytes(outcome.bytes)} in the guest but the host's image gave back only ${formatBytes(Math.max(0, before - after))} (discard does not reach it)`;
     const fs = plan.filesystems.find((f) => f.mount === outcome.mount);
     const size = fs
-      ? fillSize(fs, plan.reserve)
+      ? plan.os === "windows"
+        ? windowsFillSize(fs)
+        : fillSize(fs, plan.reserve)
       : { skip: `${outcome.mount}: not among the guest's filesystems` };
     const skip = "skip" in size ? size.skip : roomProblem(size.mib * MiB, room);
     if (skip !== undefined || "skip" in size) {
@@ -163,7 +189,10 @@ export async function applyZeroGuest(
       continue;
     }
     room -= size.mib * MiB;
-    const filled = await fill(outcome.mount, size.mib, run);
+    const filled =
+      plan.os === "windows"
+        ? await sdelete(outcome.mount, size.mib, run)
+        : await fill(outcome.mount, size.mib, run);
     outcomes[i] = { ...filled, message: `${why}; filled instead: ${filled.message}` };
   }
   return outcomes;
@@ -186,6 +215,51 @@ async function trim(mount: string, run: Run): Promise<ZeroOutcome> {
     ok,
     bytes,
     message: ok ? `trimmed ${formatBytes(bytes)}` : describeFailure(r),
+  };
+}
+
+/**
+ * Windows: retrim where the volume supports it; where it does not (or the plan fills), sdelete
+ * zeroes the free space. With zero: trim, an unsupported retrim is reported, not replaced.
+ */
+async function windowsStep(
+  step: Exclude<ZeroStep, { kind: "skip" }>,
+  plan: GuestZeroPlan,
+  run: Run,
+): Promise<ZeroOutcome> {
+  if (step.kind === "fill") return sdelete(step.mount, step.mib, run);
+  const fs = plan.filesystems.find((f) => f.mount === step.mount);
+  const free = fs ? windowsFillSize(fs) : { mib: 0 };
+  const volume = "mib" in free ? free.mib : 0;
+  const r = await run(retrimArgv(step.mount), TRIM_TIMEOUT_MS);
+  if (r.exitCode === 0)
+    return {
+      mount: step.mount,
+      kind: "trim",
+      ok: true,
+      bytes: 0,
+      message: "retrimmed (Optimize-Volume -ReTrim)",
+    };
+  if (retrimUnsupported(`${r.stdout}\n${r.stderr}`) && plan.mode !== "trim" && volume > 0) {
+    const zeroed = await sdelete(step.mount, volume, run);
+    return { ...zeroed, message: `the volume does not support retrim; ${zeroed.message}` };
+  }
+  return { mount: step.mount, kind: "trim", ok: false, bytes: 0, message: describeFailure(r) };
+}
+
+async function sdelete(mount: string, mib: number, run: Run): Promise<ZeroOutcome> {
+  // sdelete 2.0 has been seen hanging at 100%: the timeout bounds it.
+  const r = await run(sdeleteArgv(mount), FILL_TIMEOUT_MS);
+  const ok = r.exitCode === 0;
+  return {
+    mount,
+    kind: "fill",
+    ok,
+    // sdelete does not say how much it wrote: the free space it was asked to zero.
+    bytes: ok ? mib * MiB : 0,
+    message: ok
+      ? `zeroed the free space with sdelete -z (about ${formatBytes(mib * MiB)})`
+      : describeFailure(r),
   };
 }
 
