@@ -72,6 +72,8 @@ export interface Guest {
   hostSource?: SourceRef;
   os: GuestOs;
   ssh?: GuestSsh;
+  /** How the guest-side steps get inside it: SSH, or the QEMU guest agent through libvirt. */
+  access: "ssh" | "agent";
   vm: VmSettings;
   disks: GuestDisk[];
   policy: ReclaimPolicy;

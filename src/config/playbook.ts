@@ -255,6 +255,7 @@ function resolveGuest(
   const guest: Guest = {
     name: raw.name,
     os: raw.os ?? "linux",
+    access: raw.access ?? "ssh",
     vm: resolveVm(play.vm, raw.vm),
     disks,
     policy: policyAt(source, at, raw, play.policy, diagnostics),

@@ -148,6 +148,10 @@ export interface Guest {
    */
   os?: "linux" | "windows";
   ssh?: Ssh;
+  /**
+   * How reclaim gets inside the guest to trim or zero-fill it: ssh, with its `ssh:` settings; agent, through the QEMU guest agent with `virsh qemu-agent-command` on the hypervisor (guest-exec), for guests without a network — the guest must be a libvirt domain with a guest agent channel.
+   */
+  access?: "ssh" | "agent";
   vm?: Vm;
   /**
    * Overrides policy.min_reclaimable for this guest.

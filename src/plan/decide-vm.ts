@@ -29,7 +29,7 @@ export interface VmDecision {
 }
 
 export function decideVm(
-  guest: Pick<Guest, "name" | "os" | "ssh" | "vm" | "policy">,
+  guest: Pick<Guest, "name" | "os" | "ssh" | "access" | "vm" | "policy">,
   libvirt: LibvirtFacts | undefined,
   disks: readonly DiskFacts[],
 ): VmDecision {
@@ -94,7 +94,7 @@ export function decideVm(
   if (locked.length === 0) return { stopsFor: new Set(), notes };
   const why = !graceful
     ? "shutdown: never keeps the guest running"
-    : !guest.ssh
+    : guest.access === "ssh" && !guest.ssh
       ? "the guest manager powers a guest off from inside, and this guest has no ssh: settings"
       : undefined;
   const canShutDown = why === undefined;

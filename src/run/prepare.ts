@@ -12,6 +12,7 @@ import { decideDisk, freeSpaceMargin } from "../plan/decide-disk.js";
 import { decideVm, type LibvirtFacts, type VmDecision } from "../plan/decide-vm.js";
 import type { DiskPlan, GuestZeroPlan, Plan } from "../plan/plan.js";
 import { checkZeroGuest, type HostSide } from "../tasks/zero-guest.js";
+import { createAgentTransport } from "../transport/agent.js";
 import type { Transport } from "../transport/transport.js";
 import { gatherLibvirtFacts } from "../vm/libvirt.js";
 import { mapLimit } from "./concurrency.js";
@@ -187,12 +188,16 @@ async function planZero(
   const skipped = (why: string) => ({
     note: `guest-side steps (zero: ${guest.policy.zero}) skipped: ${why}; only the host-side rewrite runs`,
   });
-  if (!guest.ssh) return skipped("the guest has no ssh: settings");
+  if (guest.access === "ssh" && !guest.ssh) return skipped("the guest has no ssh: settings");
   const key = `${host}\0${guest.name}`;
   const existing = planning.guestTransports.get(key);
   const opened = existing
     ? { transport: existing }
-    : await openGuestTransport(guest, hypervisor, planning.ssh);
+    : guest.access === "agent"
+      ? {
+          transport: createAgentTransport({ hypervisor, uri: guest.vm.libvirtUri, domain: guest.name }),
+        }
+      : await openGuestTransport(guest, hypervisor, planning.ssh);
   if ("unreachable" in opened) return skipped(opened.unreachable);
   planning.guestTransports.set(key, opened.transport);
   try {

@@ -50,6 +50,7 @@ function guest(jump?: string): Guest {
   return {
     name: "vm",
     os: "linux",
+    access: "ssh",
     vm: DEFAULT_VM,
     disks: [],
     policy,

@@ -58,6 +58,7 @@ describe("the example playbook", () => {
       name: "web01",
       os: "linux",
       ssh: { host: "192.168.122.10", user: "root" },
+      access: "ssh",
       vm: { manager: "auto", libvirtUri: "qemu:///system" },
       disks: [
         {
