@@ -80,6 +80,19 @@ export interface Guest {
   source: SourceRef;
 }
 
+/** `guests: {discover: libvirt}`: every libvirt domain of each host, filtered by name patterns. */
+export interface GuestDiscovery {
+  kind: "libvirt";
+  /** Shell wildcard patterns; empty: every domain. */
+  include: string[];
+  exclude: string[];
+  /** What each discovered guest gets (the play's policy comes with it). */
+  os: GuestOs;
+  access: "ssh" | "agent";
+  vm: VmSettings;
+  source: SourceRef;
+}
+
 export interface Play {
   name: string;
   /** Ansible host pattern, resolved against the inventory. */
@@ -95,6 +108,8 @@ export interface Play {
   /** The play's `vm` settings; each guest's are these with its own keys over them. */
   vm: VmSettings;
   guests: Guest[];
+  /** Set instead of `guests` when the play discovers them on each host. */
+  discover?: GuestDiscovery;
   source: SourceRef;
 }
 

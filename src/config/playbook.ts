@@ -5,9 +5,11 @@
  */
 import { posix } from "node:path";
 import { ConfigError } from "../errors.js";
+import { globToRegExp } from "../inventory/glob.js";
 import { type Diagnostic, sortDiagnostics } from "./diagnostic.js";
 import type {
   Guest,
+  GuestDiscovery,
   GuestDisk,
   GuestSsh,
   Play,
@@ -196,6 +198,9 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
     );
     const vm = resolveVm(DEFAULT_VM, play.vm);
     const guests = Array.isArray(play.guests) ? play.guests : [];
+    const discover = isRecord(play.guests)
+      ? resolveDiscovery(source, [...at, "guests"], play.guests as Raw.Play["guests"], vm, diagnostics)
+      : undefined;
     const resolved = guests.map((guest, g) =>
       isRecord(guest)
         ? resolveGuest(source, [...at, "guests", g], guest, { policy: base, vm }, diagnostics)
@@ -215,6 +220,7 @@ function resolvePlaybook(source: SourceDocument, diagnostics: Diagnostic[]): Pla
         policy: base,
         vm,
         guests: resolved.filter((guest) => guest !== undefined),
+        ...(discover ? { discover } : {}),
         source: sourceRef(source, at),
       },
     ];
@@ -267,6 +273,34 @@ function resolveGuest(
   }
   if (isRecord(raw.ssh)) guest.ssh = resolveSsh(raw.ssh);
   return guest;
+}
+
+function resolveDiscovery(
+  source: SourceDocument,
+  at: YamlPath,
+  raw: Raw.Play["guests"],
+  vm: VmSettings,
+  diagnostics: Diagnostic[],
+): GuestDiscovery | undefined {
+  if (!raw || Array.isArray(raw) || raw.discover !== "libvirt") return undefined;
+  const patterns = (key: "include" | "exclude") =>
+    (Array.isArray(raw[key]) ? (raw[key] as unknown[]) : []).filter((p, i): p is string => {
+      if (typeof p !== "string") return false;
+      if (globToRegExp(p)) return true;
+      diagnostics.push(
+        diagnosticAt(source, [...at, key, i], `guests.${key}: cannot read the pattern ${JSON.stringify(p)}`),
+      );
+      return false;
+    });
+  return {
+    kind: "libvirt",
+    include: patterns("include"),
+    exclude: patterns("exclude"),
+    os: raw.os ?? "linux",
+    access: raw.access ?? "ssh",
+    vm: resolveVm(vm, raw.vm),
+    source: sourceRef(source, at),
+  };
 }
 
 function resolveSsh(raw: Raw.Ssh): GuestSsh {

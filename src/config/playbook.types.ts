@@ -49,11 +49,35 @@ export interface Play {
   policy?: Policy;
   vm?: Vm;
   /**
-   * The virtual machines whose disk images this play reclaims.
-   *
-   * @minItems 1
+   * The virtual machines whose disk images this play reclaims: a list naming each guest, or `{ discover: libvirt }` to take every libvirt domain on each host (optionally only those matching `include` and not `exclude`), their file disks read from the domain definitions.
    */
-  guests?: [Guest, ...Guest[]];
+  guests?:
+    | [Guest, ...Guest[]]
+    | {
+        /**
+         * Where to find the guests: `libvirt` lists the domains with `virsh list --all` on each host of the play.
+         */
+        discover: "libvirt";
+        /**
+         * Domain name patterns to take (shell wildcards: `*`, `?`, `[a-z]`); default: every domain.
+         *
+         * @minItems 1
+         */
+        include?: [string, ...string[]];
+        /**
+         * Domain name patterns to leave out, even when included.
+         */
+        exclude?: string[];
+        /**
+         * The guest's operating system, which decides how free space is trimmed or zero-filled.
+         */
+        os?: "linux" | "windows";
+        /**
+         * How reclaim gets inside the guest to trim or zero-fill it: ssh, with its `ssh:` settings; agent, through the QEMU guest agent with `virsh qemu-agent-command` on the hypervisor (guest-exec), for guests without a network — the guest must be a libvirt domain with a guest agent channel.
+         */
+        access?: "ssh" | "agent";
+        vm?: Vm;
+      };
 }
 /**
  * When a disk is worth reclaiming and how. Every key is optional and falls back to the default shown; a guest may override any key.

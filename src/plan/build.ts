@@ -31,6 +31,7 @@ export interface HostEntry {
   host: string;
   plays: number[];
   unreachable?: string;
+  notes?: string[];
   guests: GuestOnHost[];
 }
 
@@ -59,6 +60,7 @@ export function buildPlan(entries: readonly HostEntry[], createdAt: Date): Plan 
       host: entry.host,
       plays: entry.plays,
       ...(entry.unreachable ? { unreachable: entry.unreachable } : {}),
+      ...(entry.notes ? { notes: entry.notes } : {}),
       guests,
     };
   });

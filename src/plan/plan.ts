@@ -140,6 +140,8 @@ export interface HostPlan {
   plays: number[];
   /** Set when facts could not be gathered from the host at all. */
   unreachable?: string;
+  /** What was found out about the host as a whole (guest discovery). */
+  notes?: string[];
   guests: GuestPlan[];
 }
 

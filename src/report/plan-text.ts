@@ -14,6 +14,7 @@ export function formatPlan(plan: Plan): string {
   const lines: string[] = [];
   for (const host of plan.hosts) {
     lines.push(`${host.host}${host.unreachable ? `  UNREACHABLE: ${host.unreachable}` : ""}`);
+    for (const note of host.notes ?? []) lines.push(`  note: ${note}`);
     if (!host.unreachable && host.guests.length === 0)
       lines.push("  (no guests of the playbook on this host)");
     for (const guest of host.guests) {

@@ -14,6 +14,7 @@ import type { DiskPlan, GuestZeroPlan, Plan } from "../plan/plan.js";
 import { checkZeroGuest, type HostSide } from "../tasks/zero-guest.js";
 import { createAgentTransport } from "../transport/agent.js";
 import type { Transport } from "../transport/transport.js";
+import { discoverGuests } from "../vm/discover.js";
 import { gatherLibvirtFacts } from "../vm/libvirt.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
@@ -45,6 +46,13 @@ interface Assignment {
   pinned: boolean;
 }
 
+/** A play that discovers its guests on the host, once connected. */
+interface Discovery {
+  play: Play;
+  playIndex: number;
+  discover: NonNullable<Play["discover"]>;
+}
+
 export async function preparePlan(options: PrepareOptions): Promise<PreparedRun> {
   const assignments = assignGuests(options.inventory, options.plays, options.limit);
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
@@ -53,21 +61,31 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
   const guestTransports = new Map<string, Transport>();
   try {
     const entries = await mapLimit(hosts, options.forks, async (host): Promise<HostEntry> => {
-      const mine = assignments.get(host.name) ?? [];
-      const plays = [...new Set(mine.map((a) => a.playIndex))];
+      const given = assignments.get(host.name) ?? [];
+      const plays = [...new Set(given.map((a) => a.playIndex))];
+      const mine = given.filter((a): a is Assignment => "guest" in a);
       // A play's `become` applies to the hosts it runs on, as the inventory's ansible_become does.
-      const become = host.become || mine.some((a) => a.play.become);
+      const become = host.become || given.some((a) => a.play.become);
       const opened = await openTransport({ ...host, become }, options.ssh);
       if ("unreachable" in opened)
         return { host: host.name, plays, unreachable: opened.unreachable, guests: [] };
       transports.set(host.name, opened.transport);
       try {
+        const notes: string[] = [];
+        for (const d of given.filter((a): a is Discovery => "discover" in a)) {
+          const found = await discoverGuests(opened.transport, d.discover, d.play.policy);
+          notes.push(...found.notes.map((n) => `play '${d.play.name}': ${n}`));
+          mine.push(
+            ...found.guests.map((guest) => ({ play: d.play, playIndex: d.playIndex, guest, pinned: true })),
+          );
+        }
+        mine.sort((a, b) => a.playIndex - b.playIndex);
         const guests = await planGuests(host, mine, opened.transport, {
           policies,
           ssh: options.ssh,
           guestTransports,
         });
-        return { host: host.name, plays, guests };
+        return { host: host.name, plays, guests, ...(notes.length ? { notes } : {}) };
       } catch (error) {
         // The connection failed under the fact gathering: this host is unreachable, the others go on.
         if (!(error instanceof TransportError)) throw error;
@@ -221,15 +239,19 @@ function assignGuests(
   inventory: Inventory,
   plays: readonly Play[],
   limit: string | undefined,
-): Map<string, Assignment[]> {
+): Map<string, (Assignment | Discovery)[]> {
   const limited = limit === undefined ? undefined : selectHosts(inventory, limit);
   if (limited && "error" in limited) throw new UsageError(`--limit: ${limited.error}`);
-  const out = new Map<string, Assignment[]>();
+  const out = new Map<string, (Assignment | Discovery)[]>();
   plays.forEach((play, playIndex) => {
     const selected = selectHosts(inventory, play.hosts);
     const names = ("hosts" in selected ? selected.hosts : []).filter(
       (n) => !limited || limited.hosts.includes(n),
     );
+    if (play.discover) {
+      for (const name of names)
+        out.set(name, [...(out.get(name) ?? []), { play, playIndex, discover: play.discover }]);
+    }
     for (const guest of play.guests) {
       const targets = guest.host !== undefined ? names.filter((n) => n === guest.host) : names;
       for (const name of targets) {

@@ -10,6 +10,8 @@ import { type CommandResult, describeFailure, type Transport } from "../transpor
 export interface DomainDisk {
   /** The image file (or block device) QEMU opens. */
   source: string;
+  /** An image file, or a block device (a volume, never rewritten by reclaim). */
+  kind: "file" | "block";
   /** The `discard` attribute of the disk's driver: "unmap" lets a guest's trim reach the image. */
   discard?: string;
 }
@@ -72,10 +74,14 @@ export function parseDomainDisks(xml: string): DomainDisk[] {
   for (const match of xml.matchAll(/<disk\b([^>]*)>([\s\S]*?)<\/disk>/g)) {
     const [, attributes = "", body = ""] = match;
     if (/\bdevice=['"](cdrom|floppy)['"]/.test(attributes)) continue;
-    const source = /<source\b[^>]*\b(?:file|dev)=(['"])(.*?)\1/.exec(body)?.[2];
-    if (!source) continue;
+    const source = /<source\b[^>]*\b(file|dev)=(['"])(.*?)\2/.exec(body);
+    if (!source?.[3]) continue;
     const discard = /<driver\b[^>]*\bdiscard=(['"])(.*?)\1/.exec(body)?.[2];
-    disks.push({ source: unescapeXml(source), ...(discard ? { discard } : {}) });
+    disks.push({
+      source: unescapeXml(source[3]),
+      kind: source[1] === "file" ? "file" : "block",
+      ...(discard ? { discard } : {}),
+    });
   }
   return disks;
 }
@@ -85,6 +91,18 @@ function unescapeXml(text: string): string {
 }
 
 const XML_ENTITIES: Record<string, string> = { lt: "<", gt: ">", quot: '"', apos: "'", amp: "&" };
+
+/** Every domain libvirt knows, running or not. */
+export const domainNames: Fact<{ uri: string }, string[] | DomainLookup> = {
+  name: "libvirt domains",
+  argv: ({ uri }) => ["virsh", "-q", "-c", uri, "list", "--all", "--name"],
+  parse: (result) =>
+    lookupProblem(result) ??
+    result.stdout
+      .split("\n")
+      .map((line) => line.trim())
+      .filter((line) => line !== ""),
+};
 
 /** States in which the guest's QEMU holds its images open. */
 export function isActive(state: string): boolean {

@@ -8,9 +8,11 @@ export async function validateCommand(
 ): Promise<number> {
   const ws = await loadWorkspace(options.inventory, options.playbooks);
   const guests = ws.plays.reduce((n, p) => n + p.guests.length, 0);
+  const discovering = ws.plays.filter((p) => p.discover).length;
+  const discovered = discovering ? `, ${discovering} play(s) discovering guests in libvirt` : "";
   print(
     io.stdout,
-    `valid: ${ws.plays.length} play(s), ${guests} guest(s), ${ws.inventory.hosts.length} inventory host(s)`,
+    `valid: ${ws.plays.length} play(s), ${guests} guest(s)${discovered}, ${ws.inventory.hosts.length} inventory host(s)`,
   );
   return 0;
 }

@@ -291,3 +291,43 @@ describe("a playbook with a problem", () => {
     expect(() => loadPlaybook("bad.yml", text)).toThrow(ConfigError);
   });
 });
+
+describe("a play that discovers its guests", () => {
+  const text = (guests: string) =>
+    `- name: every domain\n  hosts: all\n  vm:\n    manager: libvirt\n  guests:\n${guests}`;
+
+  it("resolves the patterns and what each discovered guest gets, with no named guests", () => {
+    const { playbook } = loadPlaybook(
+      "pb.yml",
+      text("    discover: libvirt\n    include: [web*, db?]\n    exclude: [web-test]\n    access: agent\n"),
+    );
+    const [play] = playbook.plays;
+    expect(play?.guests).toEqual([]);
+    expect(play?.discover).toEqual({
+      kind: "libvirt",
+      include: ["web*", "db?"],
+      exclude: ["web-test"],
+      os: "linux",
+      access: "agent",
+      vm: { manager: "libvirt", libvirtUri: "qemu:///system" },
+      source: { file: "pb.yml", line: 6, column: 5 },
+    });
+  });
+
+  it("points at a discovery with an unknown source or key", () => {
+    const problems = (guests: string) => {
+      try {
+        loadPlaybook("pb.yml", text(guests));
+        return [];
+      } catch (error) {
+        return (error as ConfigError).diagnostics.map((d) => `${d.line}:${d.column}: ${d.message}`);
+      }
+    };
+    expect(problems("    discover: vmware\n")).toEqual([
+      `6:15: guests.discover: expected one of libvirt, found string "vmware"`,
+    ]);
+    expect(problems("    discover: libvirt\n    inclde: [web*]\n")).toEqual([
+      "7:5: guests: unknown key 'inclde'; did you mean 'include'?",
+    ]);
+  });
+});
