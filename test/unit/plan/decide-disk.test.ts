@@ -167,3 +167,104 @@ describe("deciding what to do with a disk", () => {
     expect(plan.action).toBe("rewrite");
   });
 });
+
+describe("an image its running guest holds", () => {
+  const LOCK = 'Failed to get shared "write" lock';
+  const held = (overrides: Partial<DiskFacts> = {}) =>
+    bloatedDisk({ inUse: { message: LOCK }, ...overrides });
+  const decideHeld = (facts: DiskFacts, extra: { guestStops?: boolean; whyRunning?: string } = {}) =>
+    decideDisk({ host: "kvm01", guest: "web01", policy, facts, ...extra });
+
+  it("is planned as a rewrite once its guest is shut down, when the guest may be stopped", () => {
+    const plan = decideHeld(held(), { guestStops: true });
+    expect(plan.action).toBe("rewrite");
+    expect(plan.reason).toBe("would give back ~3 GiB (75%), once its guest is shut down");
+    expect(plan.afterShutdown).toBe(true);
+    expect(plan.steps.map((s) => s.kind)).toEqual([
+      "convert",
+      "copy-attributes",
+      "flush",
+      "verify",
+      "swap",
+      "finish-journal",
+    ]);
+  });
+
+  it("is skipped while its guest keeps running, with the reason the guest is not stopped", () => {
+    const plan = decideHeld(held(), { whyRunning: "shutdown: never keeps the guest running" });
+    expect(plan.action).toBe("skip");
+    expect(plan.reason).toBe(
+      `in use by a running process (${LOCK}); a running VM's image is never rewritten (shutdown: never keeps the guest running)`,
+    );
+    expect(plan).not.toHaveProperty("afterShutdown");
+    expect(plan.steps).toEqual([]);
+  });
+
+  it("is skipped without a second reason when nothing says why the guest keeps running", () => {
+    expect(decideHeld(held()).reason).toBe(
+      `in use by a running process (${LOCK}); a running VM's image is never rewritten`,
+    );
+  });
+
+  it("is still refused for a hazard of its own, even though its guest may be stopped", () => {
+    const plan = decideHeld(held({ info: { ...info, snapshots: ["s1"] } }), { guestStops: true });
+    expect(plan.action).toBe("skip");
+    expect(plan.reason).toMatch(/internal snapshots \(s1\)/);
+  });
+
+  it("is marked for a decision after the fill even when not worth a rewrite yet", () => {
+    const plan = decideHeld(
+      held({ measure: { required: 4 * GiB - 100 * MiB, fullyAllocated: 20 * GiB, bitmaps: 0 } }),
+      { guestStops: true },
+    );
+    expect(plan.action).toBe("ok");
+    expect(plan.afterShutdown).toBe(true);
+  });
+
+  it("is not marked for a shutdown when it is not locked at all", () => {
+    expect(decideHeld(bloatedDisk(), { guestStops: true })).not.toHaveProperty("afterShutdown");
+  });
+});
+
+describe("the estimate after a guest-side fill", () => {
+  const withZeros = (facts: DiskFacts, zerosWritten: number) =>
+    decideDisk({ host: "kvm01", guest: "web01", policy, facts, zerosWritten });
+
+  it("counts the zeros the fill wrote as space the rewrite gives back", () => {
+    const facts = bloatedDisk({ measure: { required: 3 * GiB, fullyAllocated: 20 * GiB, bitmaps: 0 } });
+    expect(decide(facts).estimate).toMatchObject({ allocatedAfter: 3 * GiB, reclaim: 1 * GiB });
+    expect(withZeros(facts, 2 * GiB).estimate).toEqual({
+      allocatedBefore: 4 * GiB,
+      allocatedAfter: 1 * GiB,
+      reclaim: 3 * GiB,
+      method:
+        "qemu-img measure, less the 2 GiB of zeros the guest-side fill wrote; other zeros stored as data count as data, so the result may be smaller",
+    });
+  });
+
+  it("turns an image below min_reclaimable into a rewrite", () => {
+    const facts = bloatedDisk({
+      measure: { required: 4 * GiB - 100 * MiB, fullyAllocated: 20 * GiB, bitmaps: 0 },
+    });
+    expect(decide(facts).action).toBe("ok");
+    const plan = withZeros(facts, 1 * GiB);
+    expect(plan.action).toBe("rewrite");
+    expect(plan.reason).toBe("would give back ~1.1 GiB (27%)");
+  });
+
+  it("never estimates below the persistent bitmaps, which stay", () => {
+    const facts = bloatedDisk({
+      measure: { required: 1 * GiB, fullyAllocated: 20 * GiB, bitmaps: 64 * MiB },
+    });
+    expect(withZeros(facts, 10 * GiB).estimate).toMatchObject({
+      allocatedAfter: 64 * MiB,
+      reclaim: 4 * GiB - 64 * MiB,
+    });
+  });
+
+  it("says the estimate is qemu-img measure alone when no fill ran", () => {
+    expect(withZeros(bloatedDisk(), 0).estimate?.method).toBe(
+      "qemu-img measure: clusters the image allocates now; zeros stored as data count as data, so the result may be smaller",
+    );
+  });
+});

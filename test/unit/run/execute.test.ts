@@ -1,8 +1,18 @@
 import { describe, expect, it } from "vitest";
 import type { Play } from "../../../src/config/model.js";
-import type { DiskPlan, HostPlan, Plan } from "../../../src/plan/plan.js";
-import { batches, executePlan, type RunDisk } from "../../../src/run/execute.js";
+import type {
+  DiskPlan,
+  GuestPlan,
+  GuestVmPlan,
+  GuestZeroPlan,
+  HostPlan,
+  Plan,
+} from "../../../src/plan/plan.js";
+import { exitCodeOf } from "../../../src/report/exit-code.js";
+import { batches, executePlan, type RunDisk, type Runners } from "../../../src/run/execute.js";
 import type { DiskResult } from "../../../src/run/results.js";
+import type { RewriteHints } from "../../../src/tasks/rewrite-image.js";
+import type { VmOutcome } from "../../../src/tasks/vm-lifecycle.js";
 import type { Transport } from "../../../src/transport/transport.js";
 import { policy } from "../../helpers/facts.js";
 
@@ -229,5 +239,322 @@ describe("guest-side steps", () => {
     // The default guest runner finds no guest connection here, so the guest step fails on host a.
     expect(result.guests.map((g) => g.ok)).toEqual([false]);
     expect(result.disks.map((d) => d.status)).toEqual(["changed", "skipped"]);
+  });
+});
+
+describe("a guest shut down for its rewrites", () => {
+  const HELD = "/images/web01.qcow2";
+  const OTHER = "/images/web01-data.qcow2";
+  const libvirtVm: GuestVmPlan = {
+    manager: "libvirt",
+    state: "running",
+    canShutDown: true,
+    shutdown: true,
+    timeoutMs: 300_000,
+    libvirtUri: "qemu:///system",
+  };
+
+  function held(path: string): DiskPlan {
+    return { ...disk("kvm01", path), guest: "web01", reason: "planned", afterShutdown: true };
+  }
+  function free(path: string, extra: Partial<DiskPlan> = {}): DiskPlan {
+    return { ...disk("kvm01", path), guest: "web01", reason: "planned", ...extra };
+  }
+
+  function planWith(guest: Partial<GuestPlan>): Plan {
+    return {
+      version: 1,
+      createdAt: "",
+      hosts: [
+        {
+          host: "kvm01",
+          plays: [0],
+          guests: [{ name: "web01", play: "p", playIndex: 0, notes: [], disks: [], ...guest }],
+        },
+      ],
+      totals: { disksToRewrite: 0, disksOk: 0, disksSkipped: 0, estimatedReclaim: 0 },
+    };
+  }
+
+  const zeroPlan = (): GuestZeroPlan => ({
+    guest: "web01",
+    mode: "fill",
+    reserve: policy.fillReserve,
+    filesystems: [],
+    leftovers: [],
+    steps: [{ kind: "fill", mount: "/", mib: 850 }],
+    fillBytes: 850 * 1024 * 1024,
+  });
+
+  interface Script {
+    recheck?: (planned: DiskPlan) => Partial<DiskPlan>;
+    vm?: Partial<Record<"shutdown" | "start", VmOutcome>>;
+    disk?: (planned: DiskPlan) => DiskResult["status"] | Error;
+    filled?: number;
+  }
+
+  /** Runs the plan with recording runners; `log` is the order of everything they were asked. */
+  async function runScripted(plan: Plan, script: Script = {}) {
+    const log: string[] = [];
+    const hints: Record<string, RewriteHints> = {};
+    const events: string[] = [];
+    const runners: Partial<Runners> = {
+      guestZero: async (host, guest) => {
+        log.push("zero");
+        const bytes = script.filled ?? 0;
+        return {
+          host,
+          guest: guest.name,
+          ok: true,
+          message: "done",
+          outcomes: bytes ? [{ mount: "/", kind: "fill", ok: true, bytes, message: "wrote" }] : [],
+          durationMs: 0,
+        };
+      },
+      recheck: async (planned, _transport, _options, h) => {
+        log.push(`recheck ${planned.path}`);
+        hints[`recheck ${planned.path}`] = h;
+        return { ...planned, reason: "rechecked", ...script.recheck?.(planned) };
+      },
+      vm: async (action) => {
+        log.push(`vm ${action}`);
+        return script.vm?.[action] ?? { ok: true, message: `${action} done` };
+      },
+      disk: async (planned, _transport, _options, h) => {
+        log.push(`disk ${planned.path} (${planned.reason})`);
+        hints[`disk ${planned.path}`] = h ?? {};
+        const status = script.disk?.(planned) ?? "changed";
+        if (status instanceof Error) throw status;
+        return {
+          host: planned.host,
+          guest: planned.guest,
+          path: planned.path,
+          action: planned.action,
+          status,
+          message: status,
+          steps: [],
+          durationMs: 0,
+        };
+      },
+    };
+    const result = await executePlan(
+      {
+        plan,
+        plays: [play()],
+        transports: new Map([["kvm01", fakeTransport("kvm01")]]),
+        policies: new Map(),
+        emit: (event) => {
+          if (event.type === "vm-start") events.push(`vm-start ${event.action}: ${event.description}`);
+          if (event.type === "vm-end") events.push(`vm-end ${event.result.action} ${event.result.ok}`);
+        },
+        forks: 1,
+      },
+      runners,
+    );
+    return { result, log, hints, events };
+  }
+
+  it("frees blocks, decides again, shuts down, rewrites, then starts the guest again, in that order", async () => {
+    const { result, log, events } = await runScripted(
+      planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD)] }),
+    );
+    expect(log).toEqual(["zero", `recheck ${HELD}`, "vm shutdown", `disk ${HELD} (rechecked)`, "vm start"]);
+    expect(result.vms.map((v) => [v.guest, v.action, v.manager, v.ok, v.message])).toEqual([
+      ["web01", "shutdown", "libvirt", true, "shutdown done"],
+      ["web01", "start", "libvirt", true, "start done"],
+    ]);
+    expect(events).toEqual([
+      "vm-start shutdown: virsh shutdown",
+      "vm-end shutdown true",
+      "vm-start start: virsh start",
+      "vm-end start true",
+    ]);
+    expect(exitCodeOf(result)).toBe(0);
+  });
+
+  it("rechecks only the held disks, as if the guest stopped, and rewrites the others with them", async () => {
+    const { log, hints } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD), free(OTHER)] }));
+    expect(log).toEqual([
+      `recheck ${HELD}`,
+      "vm shutdown",
+      `disk ${HELD} (rechecked)`,
+      `disk ${OTHER} (planned)`,
+      "vm start",
+    ]);
+    expect(hints[`recheck ${HELD}`]).toEqual({ guestStops: true });
+    expect(hints[`disk ${HELD}`]).toEqual({});
+  });
+
+  it("keeps the guest running when the recheck finds nothing worth its shutdown", async () => {
+    const { result, log } = await runScripted(
+      planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD), free(OTHER)] }),
+      {
+        recheck: () => ({
+          action: "ok",
+          reason: "would give back ~10 MiB (1%), below min_reclaimable 256 MiB",
+        }),
+      },
+    );
+    expect(log).toEqual(["zero", `recheck ${HELD}`, `disk ${OTHER} (planned)`]);
+    expect(result.vms).toEqual([]);
+    expect(result.disks.map((d) => [d.path, d.status, d.message])).toEqual([
+      [
+        HELD,
+        "ok",
+        "would give back ~10 MiB (1%), below min_reclaimable 256 MiB; the guest keeps running (no rewrite is worth its shutdown)",
+      ],
+      [OTHER, "changed", "changed"],
+    ]);
+    expect(exitCodeOf(result)).toBe(0);
+  });
+
+  it("skips the held disks with the reason when the guest did not shut down, still rewriting its others", async () => {
+    const failed = {
+      ok: false,
+      message: "did not shut down within 5.0 min (libvirt says running); not forced off",
+    };
+    const { result, log } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD), free(OTHER)] }), {
+      vm: { shutdown: failed },
+    });
+    expect(log).toEqual([`recheck ${HELD}`, "vm shutdown", `disk ${OTHER} (planned)`, "vm start"]);
+    expect(result.disks.map((d) => [d.path, d.status, d.message])).toEqual([
+      [HELD, "skipped", `the guest was not shut down: ${failed.message}`],
+      [OTHER, "changed", "changed"],
+    ]);
+    expect(result.vms.map((v) => [v.action, v.ok])).toEqual([
+      ["shutdown", false],
+      ["start", true],
+    ]);
+    expect(exitCodeOf(result)).toBe(2);
+  });
+
+  it("does not try to start a guest managed from inside that never went down", async () => {
+    const guestVm: GuestVmPlan = { ...libvirtVm, manager: "guest", poweroffCommand: ["poweroff"] };
+    delete guestVm.libvirtUri;
+    const { result, log, events } = await runScripted(planWith({ vm: guestVm, disks: [held(HELD)] }), {
+      vm: { shutdown: { ok: false, message: "no connection to the guest to power it off from inside" } },
+    });
+    expect(log).toEqual([`recheck ${HELD}`, "vm shutdown"]);
+    expect(events).toEqual(["vm-start shutdown: poweroff inside the guest", "vm-end shutdown false"]);
+    expect(result.vms.map((v) => [v.action, v.manager, v.ok])).toEqual([["shutdown", "guest", false]]);
+    expect(exitCodeOf(result)).toBe(2);
+  });
+
+  it("reports a shutdown runner that throws as a failed shutdown", async () => {
+    const plan = planWith({ vm: libvirtVm, disks: [held(HELD)] });
+    const log: string[] = [];
+    const result = await executePlan(
+      {
+        plan,
+        plays: [play()],
+        transports: new Map([["kvm01", fakeTransport("kvm01")]]),
+        policies: new Map(),
+        emit: () => {},
+        forks: 1,
+      },
+      {
+        recheck: async (planned) => planned,
+        vm: async (action) => {
+          log.push(action);
+          if (action === "shutdown") throw new Error("ssh connection lost");
+          return { ok: true, message: "started" };
+        },
+        disk: async () => {
+          throw new Error("must not run");
+        },
+      },
+    );
+    expect(log).toEqual(["shutdown", "start"]);
+    expect(result.vms[0]).toMatchObject({ action: "shutdown", ok: false, message: "ssh connection lost" });
+    expect(result.disks.map((d) => d.message)).toEqual(["the guest was not shut down: ssh connection lost"]);
+  });
+
+  it("starts the guest again when a rewrite failed", async () => {
+    const { result, log } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD)] }), {
+      disk: () => "failed",
+    });
+    expect(log).toEqual([`recheck ${HELD}`, "vm shutdown", `disk ${HELD} (rechecked)`, "vm start"]);
+    expect(result.disks.map((d) => d.status)).toEqual(["failed"]);
+    expect(exitCodeOf(result)).toBe(2);
+  });
+
+  it("starts the guest again when the disk runner throws, and lets the error through", async () => {
+    const log: string[] = [];
+    const plan = planWith({ vm: libvirtVm, disks: [held(HELD)] });
+    await expect(
+      executePlan(
+        {
+          plan,
+          plays: [play()],
+          transports: new Map([["kvm01", fakeTransport("kvm01")]]),
+          policies: new Map(),
+          emit: () => {},
+          forks: 1,
+        },
+        {
+          recheck: async (planned) => planned,
+          vm: async (action) => {
+            log.push(`vm ${action}`);
+            return { ok: true, message: "" };
+          },
+          disk: async (planned) => {
+            log.push(`disk ${planned.path}`);
+            throw new Error("connection reset");
+          },
+        },
+      ),
+    ).rejects.toThrow("connection reset");
+    expect(log).toEqual(["vm shutdown", `disk ${HELD}`, "vm start"]);
+  });
+
+  it("reports a start that failed, and exits with 2", async () => {
+    const { result } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD)] }), {
+      vm: { start: { ok: false, message: "virsh start failed: virsh exited with 1" } },
+    });
+    expect(result.disks.map((d) => d.status)).toEqual(["changed"]);
+    expect(result.vms.map((v) => [v.action, v.ok, v.message])).toEqual([
+      ["shutdown", true, "shutdown done"],
+      ["start", false, "virsh start failed: virsh exited with 1"],
+    ]);
+    expect(exitCodeOf(result)).toBe(2);
+  });
+
+  it("hands the fill's zeros to the recheck and the rewrite when the guest has one image", async () => {
+    const { hints } = await runScripted(planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD)] }), {
+      filled: 891289600,
+    });
+    expect(hints[`recheck ${HELD}`]).toEqual({ zerosWritten: 891289600, guestStops: true });
+    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600 });
+  });
+
+  it("counts only the images present on the host when deciding the guest has one", async () => {
+    const { hints } = await runScripted(
+      planWith({ zero: zeroPlan(), disks: [free(HELD), free(OTHER, { action: "skip", absent: true })] }),
+      { filled: 891289600 },
+    );
+    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600 });
+  });
+
+  it("hands no zeros on when the guest has several images, since which one took them is unknown", async () => {
+    const { hints } = await runScripted(
+      planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD), free(OTHER)] }),
+      { filled: 891289600 },
+    );
+    expect(hints[`recheck ${HELD}`]).toEqual({ guestStops: true });
+    expect(hints[`disk ${HELD}`]).toEqual({});
+    expect(hints[`disk ${OTHER}`]).toEqual({});
+  });
+
+  it.each<[string, Partial<GuestPlan>]>([
+    ["no vm plan", { disks: [free(HELD), free(OTHER)] }],
+    [
+      "a vm that may not be shut down",
+      { vm: { ...libvirtVm, canShutDown: false }, disks: [held(HELD), free(OTHER)] },
+    ],
+    ["a vm but no disk waiting for its shutdown", { vm: libvirtVm, disks: [free(HELD), free(OTHER)] }],
+  ])("neither rechecks nor stops or starts a guest with %s", async (_name, guest) => {
+    const { result, log } = await runScripted(planWith(guest));
+    expect(log).toEqual([`disk ${HELD} (planned)`, `disk ${OTHER} (planned)`]);
+    expect(result.vms).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { GuestFilesystem } from "../../../src/guest/filesystems.js";
 import { applyZeroGuest, decideZero } from "../../../src/tasks/zero-guest.js";
-import type { CommandSpec, Transport } from "../../../src/transport/transport.js";
+import { scripted } from "../../helpers/transport.js";
 
 const MiB = 1024 * 1024;
 const fs = (mount: string, discard: boolean, availMiB = 900): GuestFilesystem => ({
@@ -14,33 +14,6 @@ const fs = (mount: string, discard: boolean, availMiB = 900): GuestFilesystem =>
   discard,
 });
 const reserve = { kind: "ratio" as const, ratio: 0.05 };
-
-/** A guest that answers each command by the first key its command line contains; records what ran. */
-function scripted(answers: Record<string, { exitCode: number; stdout: string }>): {
-  transport: Transport;
-  ran: string[];
-} {
-  const ran: string[] = [];
-  const transport: Transport = {
-    host: "vm",
-    run: async (spec: CommandSpec) => {
-      const key = spec.argv.join(" ");
-      ran.push(key);
-      const a = Object.entries(answers).find(([k]) => key.includes(k))?.[1] ?? { exitCode: 0, stdout: "" };
-      return {
-        argv: spec.argv,
-        exitCode: a.exitCode,
-        signal: null,
-        stdout: a.stdout,
-        stderr: "",
-        durationMs: 1,
-        timedOut: false,
-      };
-    },
-    close: async () => {},
-  };
-  return { transport, ran };
-}
 
 describe("deciding how to free a guest's blocks", () => {
   it("trims where discard reaches the disk and fills elsewhere, with zero: auto", () => {
@@ -132,5 +105,116 @@ describe("zero: auto", () => {
     const { transport, ran } = scripted(answers);
     await applyZeroGuest(plan, transport, undefined, async () => 500 * MiB);
     expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
+  });
+});
+
+describe("the hypervisor's room for a fill", () => {
+  it("skips a fill larger than the room, naming the fill and the room", () => {
+    const plan = decideZero("vm", [fs("/data", false)], "fill", reserve, { roomBytes: 500 * MiB });
+    expect(plan.steps).toEqual([
+      {
+        kind: "skip",
+        mount: "/data",
+        reason:
+          "a fill of 850 MiB could grow the image by as much, and the hypervisor has room for 500 MiB beside it; not filled",
+      },
+    ]);
+    expect(plan.fillBytes).toBe(0);
+    expect(plan.hostRoomBytes).toBe(500 * MiB);
+  });
+
+  it("shares the room among the filesystems in order, so a later small fill may still fit", () => {
+    const plan = decideZero(
+      "vm",
+      [fs("/", false), fs("/data", false), fs("/srv", false, 150)],
+      "fill",
+      reserve,
+      { roomBytes: 1000 * MiB },
+    );
+    expect(plan.steps).toEqual([
+      { kind: "fill", mount: "/", mib: 850 },
+      {
+        kind: "skip",
+        mount: "/data",
+        reason:
+          "a fill of 850 MiB could grow the image by as much, and the hypervisor has room for 150 MiB beside it; not filled",
+      },
+      { kind: "fill", mount: "/srv", mib: 100 },
+    ]);
+    expect(plan.fillBytes).toBe(950 * MiB);
+  });
+
+  it("fills a filesystem exactly as large as the room", () => {
+    const plan = decideZero("vm", [fs("/", false)], "fill", reserve, { roomBytes: 850 * MiB });
+    expect(plan.steps).toEqual([{ kind: "fill", mount: "/", mib: 850 }]);
+  });
+
+  it("leaves the plan without a room when the host side gave none", () => {
+    expect(decideZero("vm", [fs("/", false)], "fill", reserve)).not.toHaveProperty("hostRoomBytes");
+  });
+});
+
+describe("zero: auto and libvirt's discard setting", () => {
+  it("fills instead of trimming when the host says discards stop short of the images", () => {
+    const plan = decideZero("vm", [fs("/", true)], "auto", reserve, { discardReachesImages: false });
+    expect(plan.steps).toEqual([{ kind: "fill", mount: "/", mib: 850 }]);
+  });
+
+  it("trims when the host says discards reach the images", () => {
+    const plan = decideZero("vm", [fs("/", true)], "auto", reserve, { discardReachesImages: true });
+    expect(plan.steps).toEqual([{ kind: "trim", mount: "/" }]);
+  });
+
+  it("never trims a filesystem whose disk passes no discard, whatever the host says", () => {
+    const plan = decideZero("vm", [fs("/", false)], "auto", reserve, { discardReachesImages: true });
+    expect(plan.steps).toEqual([{ kind: "fill", mount: "/", mib: 850 }]);
+  });
+});
+
+describe("the fill after a trim the host did not see", () => {
+  const answers = {
+    fstrim: { exitCode: 0, stdout: "/data: 300 MiB (314572800 bytes) trimmed\n" },
+    "dd if=/dev/zero": { exitCode: 0, stdout: "891289600 bytes (891 MB, 850 MiB) copied, 4 s, 220 MB/s\n" },
+  };
+  const unchanged = () => {
+    const allocations = [500 * MiB, 499 * MiB];
+    return async () => allocations.shift() ?? 0;
+  };
+
+  it("is not run when it could grow the image beyond the hypervisor's room", async () => {
+    const plan = decideZero("vm", [fs("/data", true)], "auto", reserve, { roomBytes: 500 * MiB });
+    const { transport, ran } = scripted(answers);
+    const outcomes = await applyZeroGuest(plan, transport, undefined, unchanged());
+    expect(ran.some((c) => c.includes("dd if=/dev/zero"))).toBe(false);
+    expect(outcomes).toEqual([
+      {
+        mount: "/data",
+        kind: "trim",
+        ok: true,
+        bytes: 314572800,
+        message:
+          "trim freed 300 MiB in the guest but the host's image gave back only 1 MiB (discard does not reach it); a fill of 850 MiB could grow the image by as much, and the hypervisor has room for 500 MiB beside it; not filled",
+      },
+    ]);
+  });
+
+  it("counts the room the planned fills already took", async () => {
+    const plan = decideZero("vm", [fs("/", false), fs("/data", true)], "auto", reserve, {
+      roomBytes: 1000 * MiB,
+    });
+    expect(plan.steps.map((s) => s.kind)).toEqual(["fill", "trim"]);
+    const { transport, ran } = scripted(answers);
+    const outcomes = await applyZeroGuest(plan, transport, undefined, unchanged());
+    expect(ran.filter((c) => c.includes("dd if=/dev/zero"))).toHaveLength(1);
+    expect(outcomes[1]).toMatchObject({ mount: "/data", kind: "trim" });
+    expect(outcomes[1]?.message).toMatch(/; a fill of 850 MiB .* room for 150 MiB beside it; not filled$/);
+  });
+
+  it("runs when the room allows it", async () => {
+    const plan = decideZero("vm", [fs("/data", true)], "auto", reserve, { roomBytes: 2000 * MiB });
+    const { transport, ran } = scripted(answers);
+    const [outcome] = await applyZeroGuest(plan, transport, undefined, unchanged());
+    expect(ran.filter((c) => c.includes("dd if=/dev/zero"))).toHaveLength(1);
+    expect(outcome).toMatchObject({ mount: "/data", kind: "fill", ok: true, bytes: 891289600 });
   });
 });

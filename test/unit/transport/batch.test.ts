@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { batchArgv, parseBatch, runBatch } from "../../../src/transport/batch.js";
 import { createLocalTransport } from "../../../src/transport/local.js";
+import { batchOutput, unbatch } from "../../helpers/transport.js";
 
 const local = createLocalTransport();
 
@@ -69,5 +70,20 @@ describe("running commands in one batch", () => {
 
   it("refuses an empty command", () => {
     expect(() => batchArgv([[]])).toThrow(/empty command/);
+  });
+
+  it("prints what the scripted test transport answers a batch with", async () => {
+    const commands = [
+      ["sh", "-c", "printf 'a\\nb'; printf '\u00e9' >&2; exit 4"],
+      ["printf", "%s", ""],
+    ];
+    const raw = await local.run({ argv: batchArgv(commands) });
+    expect(raw.stdout).toBe(
+      batchOutput([
+        { exitCode: 4, stdout: "a\nb", stderr: "\u00e9" },
+        { exitCode: 0, stdout: "", stderr: "" },
+      ]),
+    );
+    expect(unbatch(batchArgv(commands))).toEqual(commands);
   });
 });

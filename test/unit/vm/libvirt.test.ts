@@ -110,9 +110,9 @@ describe("libvirt's state of a domain", () => {
 describe("a domain's disks", () => {
   it("lists file and block disks with their discard setting, skipping the cdrom", () => {
     expect(parseDomainDisks(XML)).toEqual([
-      { source: "/var/lib/libvirt/images/web01.qcow2", discard: "unmap" },
-      { source: "/dev/vg0/web01-data", discard: "unmap" },
-      { source: "/srv/images/logs&spool 'old'.qcow2" },
+      { source: "/var/lib/libvirt/images/web01.qcow2", kind: "file", discard: "unmap" },
+      { source: "/dev/vg0/web01-data", kind: "block", discard: "unmap" },
+      { source: "/srv/images/logs&spool 'old'.qcow2", kind: "file" },
     ]);
   });
 
@@ -120,7 +120,7 @@ describe("a domain's disks", () => {
     const [disk] = parseDomainDisks(
       `<disk type='file' device='disk'><driver name='qemu' type='qcow2' detect_zeroes='unmap'/><source file='/i.qcow2'/></disk>`,
     );
-    expect(disk).toEqual({ source: "/i.qcow2" });
+    expect(disk).toEqual({ source: "/i.qcow2", kind: "file" });
   });
 
   it("unescapes each entity once, so an escaped ampersand before a name stays literal", () => {
@@ -188,7 +188,10 @@ describe("asking libvirt about a host's guests", () => {
     let runs = 0;
     const counting = {
       ...transport,
-      run: (spec: Parameters<typeof transport.run>[0]) => (runs++, transport.run(spec)),
+      run: (spec: Parameters<typeof transport.run>[0]) => {
+        runs += 1;
+        return transport.run(spec);
+      },
     };
     const facts = await gatherLibvirtFacts(counting, [
       { uri: "qemu:///system", name: "web01" },
@@ -207,7 +210,10 @@ describe("asking libvirt about a host's guests", () => {
     expect(facts).toEqual([
       { lookup: { kind: "domain", state: "running" }, disks: parseDomainDisks(XML) },
       { lookup: { kind: "no-domain" } },
-      { lookup: { kind: "domain", state: "shut off" }, disks: [{ source: "/images/db01.qcow2" }] },
+      {
+        lookup: { kind: "domain", state: "shut off" },
+        disks: [{ source: "/images/db01.qcow2", kind: "file" }],
+      },
     ]);
   });
 
