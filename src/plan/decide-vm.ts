@@ -42,9 +42,10 @@ export function decideVm(
   if (lookup?.kind === "domain") {
     const domainDisks = libvirt?.disks ?? [];
     const sources = new Set(domainDisks.map((d) => d.source));
-    const mine = disks.filter((d) => sources.has(d.path));
-    const discardReachesImages =
-      mine.length > 0 && domainDisks.filter((d) => sources.has(d.source)).every((d) => d.discard === "unmap");
+    const named = new Set(disks.map((d) => d.path));
+    // Only the images the play names: another disk's discard setting says nothing about them.
+    const mine = domainDisks.filter((d) => named.has(d.source));
+    const discardReachesImages = mine.length > 0 && mine.every((d) => d.discard === "unmap");
     const base = {
       manager: "libvirt" as const,
       state: lookup.state,
@@ -66,7 +67,9 @@ export function decideVm(
         ? `the guest is ${lookup.state}; only a running guest is shut down`
         : !graceful
           ? "shutdown: never keeps the guest running"
-          : undefined;
+          : lookup.persistent === false
+            ? "it is a transient libvirt domain, which vanishes when shut down: reclaim could not start it again"
+            : undefined;
     const canShutDown = why === undefined && stopsFor.size > 0;
     return {
       vm: { ...base, canShutDown, shutdown: false },

@@ -196,13 +196,18 @@ async function runGuest(
   const zero = guest.zero && !aborted() ? await run.guestZero(host, guest, options) : undefined;
   if (zero) out.guests.push(zero);
   const hints = hintsAfterZero(guest, zero);
-  const rewriteAll = (disks: readonly DiskPlan[], extra: RewriteHints = {}) =>
+  // Every disk ends with a result, even one whose runner threw: the guest is started again only
+  // after all of its disks are done.
+  const rewriteAll = (disks: readonly DiskPlan[]) =>
     mapLimit(disks, disks.length, (disk) =>
-      slot(() =>
-        aborted()
-          ? Promise.resolve(skipped(disk, "interrupted before it started", options.emit))
-          : run.disk(disk, transport, options, { ...hints, ...extra }),
-      ),
+      slot(async () => {
+        if (aborted()) return skipped(disk, "interrupted before it started", options.emit);
+        try {
+          return await run.disk(disk, transport, options, hints);
+        } catch (error) {
+          return failed(disk, (error as Error).message, options.emit);
+        }
+      }),
     );
 
   const held = guest.disks.filter((d) => d.afterShutdown);
@@ -412,6 +417,12 @@ async function recheckDisk(
       steps: [],
     };
   }
+}
+
+function failed(disk: DiskPlan, message: string, emit: EmitEvent): DiskResult {
+  const result: DiskResult = { ...skipped(disk, message, () => {}), status: "failed" };
+  emit({ type: "disk-end", result });
+  return result;
 }
 
 /** A disk decided again and left as it is: reported without acting. */

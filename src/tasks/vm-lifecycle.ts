@@ -33,17 +33,6 @@ export interface VmOutcome {
 
 const COMMAND_TIMEOUT_MS = 60_000;
 
-/** Read-only: is the guest running now (libvirt's state; for the guest manager, its images' locks). */
-export async function checkVmRunning(target: VmTarget): Promise<{ running: boolean; state: string }> {
-  if (target.plan.manager === "libvirt") {
-    const lookup = await gather(target.hypervisor, domainState, libvirtArgs(target));
-    if (lookup.kind !== "domain") throw new Error(`libvirt: ${lookupMessage(lookup)}`);
-    return { running: lookup.state === "running", state: lookup.state };
-  }
-  const locked = await lockedImages(target);
-  return { running: locked.length > 0, state: locked.length > 0 ? "running" : "off" };
-}
-
 /** Asks the guest to shut down and waits, at most its timeout, until it has. */
 export async function stopVm(target: VmTarget): Promise<VmOutcome> {
   const { plan, hypervisor } = target;
@@ -63,7 +52,10 @@ export async function stopVm(target: VmTarget): Promise<VmOutcome> {
   }
   const off = await waitUntilOff(target, plan.timeoutMs - (performance.now() - started));
   if (off.ok) return { ok: true, message: `shut down in ${seconds(performance.now() - started)}` };
-  return off;
+  const why = target.signal?.aborted
+    ? "interrupted while waiting for it to shut down"
+    : `did not shut down within ${seconds(plan.timeoutMs)} (${off.message})`;
+  return { ok: false, message: `${why}; not forced off, its images untouched` };
 }
 
 /** Starts the guest again: `virsh start`, or the play's start_command. */
@@ -71,8 +63,14 @@ export async function startVm(target: VmTarget): Promise<VmOutcome> {
   const { plan, hypervisor } = target;
   if (plan.manager === "libvirt") {
     const now = await gather(hypervisor, domainState, libvirtArgs(target));
+    if (now.kind === "domain" && now.state === "running")
+      return { ok: true, message: "still running: it never went down" };
+    // Half-way down (a shutdown given up on at the timeout): it may yet stop, and stay off.
     if (now.kind === "domain" && now.state !== "shut off")
-      return { ok: true, message: `not started: libvirt says it is ${now.state}` };
+      return {
+        ok: false,
+        message: `not started: libvirt says it is ${now.state}; if it goes off, start it with virsh start`,
+      };
     const started = await hypervisor.run({
       argv: virshArgv(plan.libvirtUri ?? "qemu:///system", "start", target.guest),
       timeoutMs: COMMAND_TIMEOUT_MS,
@@ -101,13 +99,10 @@ async function waitUntilOff(target: VmTarget, budgetMs: number): Promise<VmOutco
     if (target.plan.manager === "libvirt") {
       const lookup = await gather(target.hypervisor, domainState, libvirtArgs(target));
       last = lookup.kind === "domain" ? lookup.state : lookupMessage(lookup);
-      // Once libvirt says shut off, QEMU has exited; its locks went with it.
-      if (
-        lookup.kind === "domain" &&
-        lookup.state === "shut off" &&
-        (await lockedImages(target)).length === 0
-      )
-        return { ok: true, message: "shut off" };
+      // Once libvirt says shut off, QEMU has exited; its locks went with it. A domain gone from
+      // libvirt (undefined meanwhile) with its images free is off as well.
+      const off = (lookup.kind === "domain" && lookup.state === "shut off") || lookup.kind === "no-domain";
+      if (off && (await lockedImages(target)).length === 0) return { ok: true, message: "shut off" };
     } else {
       const locked = await lockedImages(target);
       if (locked.length === 0) return { ok: true, message: "its images are free" };
@@ -119,11 +114,7 @@ async function waitUntilOff(target: VmTarget, budgetMs: number): Promise<VmOutco
       () => undefined,
     );
   }
-  const what = target.plan.manager === "libvirt" ? `libvirt says ${last}` : last;
-  return {
-    ok: false,
-    message: `did not shut down within ${seconds(Math.max(0, budgetMs))} (${what}); not forced off, its images untouched`,
-  };
+  return { ok: false, message: target.plan.manager === "libvirt" ? `libvirt says ${last}` : last };
 }
 
 async function lockedImages(target: VmTarget): Promise<string[]> {

@@ -21,7 +21,11 @@ export interface DomainDisk {
  * is not installed, or libvirt has no such domain, or virsh failed for another reason.
  */
 export type DomainLookup =
-  | { kind: "domain"; state: string }
+  | {
+      kind: "domain";
+      state: string /** Defined in libvirt; a transient domain vanishes when it stops. */;
+      persistent?: boolean;
+    }
   | { kind: "no-virsh" }
   | { kind: "no-domain" }
   | { kind: "error"; message: string };
@@ -48,6 +52,21 @@ export const domainState: Fact<DomainArgs, DomainLookup> = {
   },
 };
 
+/** domstate's word and whether the domain is defined (persistent), from `virsh dominfo`. */
+export const domainInfo: Fact<DomainArgs, DomainLookup> = {
+  name: "libvirt domain info",
+  argv: ({ uri, name }) => virshArgv(uri, "dominfo", name),
+  parse: (result) => {
+    const problem = lookupProblem(result);
+    if (problem) return problem;
+    const field = (key: string) => new RegExp(`^${key}:\\s*(.+?)\\s*$`, "m").exec(result.stdout)?.[1];
+    const state = field("State");
+    if (!state) return { kind: "error", message: "virsh dominfo printed no State" };
+    const persistent = field("Persistent");
+    return { kind: "domain", state, ...(persistent ? { persistent: persistent === "yes" } : {}) };
+  },
+};
+
 export const domainXml: Fact<DomainArgs, DomainDisk[] | DomainLookup> = {
   name: "libvirt domain definition",
   argv: ({ uri, name }) => virshArgv(uri, "dumpxml", name),
@@ -58,8 +77,8 @@ export const domainXml: Fact<DomainArgs, DomainDisk[] | DomainLookup> = {
 function lookupProblem(result: CommandResult): DomainLookup | undefined {
   if (result.exitCode === 0) return undefined;
   const text = `${result.stderr}\n${result.stdout}`;
-  if (result.exitCode === 127 || /virsh: (command )?not found|No such file or directory/.test(text))
-    return { kind: "no-virsh" };
+  // Only the shell's own words: a stopped libvirtd also says "No such file or directory" (its socket).
+  if (result.exitCode === 127 || /virsh: (command )?not found/.test(text)) return { kind: "no-virsh" };
   if (/failed to get domain|Domain not found|no domain with matching name/i.test(text))
     return { kind: "no-domain" };
   return { kind: "error", message: describeFailure(result) };
@@ -117,13 +136,13 @@ export async function gatherLibvirtFacts(
   if (domains.length === 0) return [];
   const results = await runBatch(
     transport,
-    domains.flatMap((d) => [domainState.argv(d), domainXml.argv(d)]),
+    domains.flatMap((d) => [domainInfo.argv(d), domainXml.argv(d)]),
   );
   return domains.map((d, i) => {
     const state = results[2 * i];
     const xml = results[2 * i + 1];
     if (!state || !xml) return { lookup: { kind: "error", message: "virsh gave no answer" } };
-    const lookup = domainState.parse(state, d);
+    const lookup = domainInfo.parse(state, d);
     const disks = domainXml.parse(xml, d);
     return Array.isArray(disks) ? { lookup, disks } : { lookup };
   });

@@ -119,6 +119,25 @@ describe("a guest libvirt knows", () => {
     ).toBe(false);
   });
 
+  it("judges discard by the images the play names, not the domain's other disks", () => {
+    const disks: DomainDisk[] = [
+      { source: ROOT, kind: "file", discard: "unmap" },
+      { source: DATA, kind: "file", discard: "ignore" },
+    ];
+    expect(decideVm(guest(), domain("running", disks), [locked(ROOT)]).discardReachesImages).toBe(true);
+  });
+
+  it("is not shut down when it is a transient domain, which would vanish and could not be started again", () => {
+    const transient: LibvirtFacts = {
+      lookup: { kind: "domain", state: "running", persistent: false },
+      disks: [{ source: ROOT, kind: "file", discard: "unmap" }],
+    };
+    const decision = decideVm(guest(), transient, [locked(ROOT)]);
+    expect(decision.stopsFor).toEqual(new Set());
+    expect(decision.vm?.canShutDown).toBe(false);
+    expect(decision.whyRunning).toMatch(/transient libvirt domain/);
+  });
+
   it("does not claim discards reach images the domain does not list", () => {
     expect(decideVm(guest(), domain("running"), [locked("/images/other.qcow2")]).discardReachesImages).toBe(
       false,

@@ -478,33 +478,24 @@ describe("a guest shut down for its rewrites", () => {
     expect(exitCodeOf(result)).toBe(2);
   });
 
-  it("starts the guest again when the disk runner throws, and lets the error through", async () => {
-    const log: string[] = [];
-    const plan = planWith({ vm: libvirtVm, disks: [held(HELD)] });
-    await expect(
-      executePlan(
-        {
-          plan,
-          plays: [play()],
-          transports: new Map([["kvm01", fakeTransport("kvm01")]]),
-          policies: new Map(),
-          emit: () => {},
-          forks: 1,
-        },
-        {
-          recheck: async (planned) => planned,
-          vm: async (action) => {
-            log.push(`vm ${action}`);
-            return { ok: true, message: "" };
-          },
-          disk: async (planned) => {
-            log.push(`disk ${planned.path}`);
-            throw new Error("connection reset");
-          },
-        },
-      ),
-    ).rejects.toThrow("connection reset");
-    expect(log).toEqual(["vm shutdown", `disk ${HELD}`, "vm start"]);
+  it("reports a disk whose runner threw as failed, and starts the guest only after all its disks", async () => {
+    const other = "/images/web01-data.qcow2";
+    const { log, result } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD), held(other)] }), {
+      disk: (planned) => (planned.path === HELD ? new Error("connection reset") : "changed"),
+    });
+    expect(log).toEqual([
+      `recheck ${HELD}`,
+      `recheck ${other}`,
+      "vm shutdown",
+      `disk ${HELD} (rechecked)`,
+      `disk ${other} (rechecked)`,
+      "vm start",
+    ]);
+    expect(result.disks.map((d) => [d.path, d.status, d.message])).toEqual([
+      [HELD, "failed", "connection reset"],
+      [other, "changed", "changed"],
+    ]);
+    expect(exitCodeOf(result)).toBe(2);
   });
 
   it("reports a start that failed, and exits with 2", async () => {

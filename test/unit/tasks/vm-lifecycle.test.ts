@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { GuestVmPlan } from "../../../src/plan/plan.js";
-import { checkVmRunning, startVm, stopVm, type VmTarget } from "../../../src/tasks/vm-lifecycle.js";
+import { startVm, stopVm, type VmTarget } from "../../../src/tasks/vm-lifecycle.js";
 import type { Transport } from "../../../src/transport/transport.js";
 import { fixture } from "../../helpers/results.js";
 import { type Reply, scripted } from "../../helpers/transport.js";
@@ -95,7 +95,10 @@ describe("shutting down a guest through libvirt", () => {
     const controller = new AbortController();
     controller.abort();
     const outcome = await stopVm(target(libvirt, transport, { signal: controller.signal }));
-    expect(outcome).toEqual({ ok: false, message: "interrupted while waiting for the guest to shut down" });
+    expect(outcome).toEqual({
+      ok: false,
+      message: "interrupted while waiting for it to shut down; not forced off, its images untouched",
+    });
     expect(ran).toEqual([SHUTDOWN]);
   });
 
@@ -116,11 +119,20 @@ describe("starting a guest again through libvirt", () => {
     expect(ran).toEqual([DOMSTATE, START]);
   });
 
-  it.each(["running", "in shutdown", "paused"])("leaves a guest that is %s as it is", async (word) => {
-    const { transport, ran } = scripted({ "domstate --": state(word), "start --": {} });
+  it("leaves a guest that never went down running, and says so", async () => {
+    const { transport, ran } = scripted({ "domstate --": state("running"), "start --": {} });
     expect(await startVm(target(libvirt, transport))).toEqual({
       ok: true,
-      message: `not started: libvirt says it is ${word}`,
+      message: "still running: it never went down",
+    });
+    expect(ran).toEqual([DOMSTATE]);
+  });
+
+  it.each(["in shutdown", "paused"])("does not start a guest that is %s, and reports it", async (word) => {
+    const { transport, ran } = scripted({ "domstate --": state(word), "start --": {} });
+    expect(await startVm(target(libvirt, transport))).toEqual({
+      ok: false,
+      message: `not started: libvirt says it is ${word}; if it goes off, start it with virsh start`,
     });
     expect(ran).toEqual([DOMSTATE]);
   });
@@ -231,29 +243,5 @@ describe("starting a guest managed from inside", () => {
       message: "left powered off: the play gives no vm.start_command",
     });
     expect(host.ran).toEqual([]);
-  });
-});
-
-describe("whether a guest runs now", () => {
-  it("asks libvirt for a libvirt guest", async () => {
-    const { transport } = scripted({ "domstate --": state("paused") });
-    expect(await checkVmRunning(target(libvirt, transport))).toEqual({ running: false, state: "paused" });
-  });
-
-  it("fails with libvirt's reason when the domain is gone", async () => {
-    const { transport } = scripted({
-      "domstate --": { exitCode: 1, stderr: "error: failed to get domain 'web01'\n" },
-    });
-    await expect(checkVmRunning(target(libvirt, transport))).rejects.toThrow("libvirt: no such domain");
-  });
-
-  it("looks at the images' locks for a guest managed from inside", async () => {
-    const locked = scripted({ "qemu-img info": LOCKED });
-    expect(await checkVmRunning(target(inside, locked.transport))).toEqual({
-      running: true,
-      state: "running",
-    });
-    const free = scripted({ "qemu-img info": FREE });
-    expect(await checkVmRunning(target(inside, free.transport))).toEqual({ running: false, state: "off" });
   });
 });

@@ -177,9 +177,14 @@ describe("the virsh command line", () => {
 describe("asking libvirt about a host's guests", () => {
   it("asks about every domain in one round trip and pairs each answer with its domain", async () => {
     const { transport, ran } = scripted({
-      "domstate -- web01": { stdout: "running\n\n" },
+      "dominfo -- web01": {
+        stdout:
+          "Id:             3\nName:           web01\nState:          running\nPersistent:     yes\nAutostart:      disable\n",
+      },
       "dumpxml -- web01": { stdout: XML },
-      "domstate -- db01": { stdout: "shut off\n\n" },
+      "dominfo -- db01": {
+        stdout: "Id:             -\nName:           db01\nState:          shut off\nPersistent:     no\n",
+      },
       "dumpxml -- db01": {
         stdout: `<domain><devices><disk type='file' device='disk'><source file='/images/db01.qcow2'/></disk></devices></domain>`,
       },
@@ -200,18 +205,18 @@ describe("asking libvirt about a host's guests", () => {
     ]);
     expect(runs).toBe(1);
     expect(ran).toEqual([
-      "virsh -q -c qemu:///system domstate -- web01",
+      "virsh -q -c qemu:///system dominfo -- web01",
       "virsh -q -c qemu:///system dumpxml -- web01",
-      "virsh -q -c qemu:///system domstate -- ghost",
+      "virsh -q -c qemu:///system dominfo -- ghost",
       "virsh -q -c qemu:///system dumpxml -- ghost",
-      "virsh -q -c qemu:///system domstate -- db01",
+      "virsh -q -c qemu:///system dominfo -- db01",
       "virsh -q -c qemu:///system dumpxml -- db01",
     ]);
     expect(facts).toEqual([
-      { lookup: { kind: "domain", state: "running" }, disks: parseDomainDisks(XML) },
+      { lookup: { kind: "domain", state: "running", persistent: true }, disks: parseDomainDisks(XML) },
       { lookup: { kind: "no-domain" } },
       {
-        lookup: { kind: "domain", state: "shut off" },
+        lookup: { kind: "domain", state: "shut off", persistent: false },
         disks: [{ source: "/images/db01.qcow2", kind: "file" }],
       },
     ]);
