@@ -101,6 +101,8 @@ export interface GuestZeroPlan {
    * Fills are planned (and fills decided at apply time are sized) within it.
    */
   hostRoomBytes?: number;
+  /** Why no fill is worth it (the images hold little beyond the guest's files); fills decided at apply time honour it. */
+  fillNotWorth?: string;
 }
 
 /** How a running guest is stopped so its images can be rewritten, and started again after. */

@@ -171,7 +171,13 @@ async function planGuests(
         entry.notes.push(`guest-side steps (zero: ${guest.policy.zero}) skipped: ${vm.shutOff}`);
         return undefined;
       }
-      return planZero(host.name, guest, transport, planning, hostSide(vm, mine, entry.disks)).then((zero) => {
+      return planZero(
+        host.name,
+        guest,
+        transport,
+        planning,
+        hostSide(vm, mine, entry.disks, guest.policy),
+      ).then((zero) => {
         if ("plan" in zero) entry.zero = zero.plan;
         else entry.notes.push(zero.note);
       });
@@ -184,7 +190,12 @@ async function planGuests(
  * What the guest's images may grow by while zeros fill them: the least free space beside any of
  * them, less the safety margin and the room their rewrites will need.
  */
-function hostSide(vm: VmDecision, facts: readonly DiskFacts[], disks: readonly DiskPlan[]): HostSide {
+function hostSide(
+  vm: VmDecision,
+  facts: readonly DiskFacts[],
+  disks: readonly DiskPlan[],
+  policy: ReclaimPolicy,
+): HostSide {
   const present = facts.filter((f) => f.stat.exists && f.free);
   const side: HostSide = {};
   if (vm.discardReachesImages !== undefined) side.discardReachesImages = vm.discardReachesImages;
@@ -192,6 +203,11 @@ function hostSide(vm: VmDecision, facts: readonly DiskFacts[], disks: readonly D
   const free = Math.min(...present.map((f) => f.free?.availableBytes ?? 0));
   const rewrites = disks.reduce((sum, d) => sum + (d.estimate?.allocatedAfter ?? 0), 0);
   side.roomBytes = Math.max(0, free - freeSpaceMargin(free) - rewrites);
+  side.slack = {
+    allocatedBytes: present.reduce((sum, f) => sum + (f.stat.exists ? f.stat.allocated : 0), 0),
+    minReclaimableBytes: policy.minReclaimableBytes,
+    minRatio: policy.minRatio,
+  };
   return side;
 }
 

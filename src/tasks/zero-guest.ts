@@ -46,6 +46,28 @@ export interface HostSide {
   roomBytes?: number;
   /** libvirt's disk definitions say whether discards reach the images (discard='unmap'). */
   discardReachesImages?: boolean;
+  /**
+   * What the guest's images allocate on the host now, and the policy's thresholds: a fill is
+   * worth it only when the images hold that much more than the guest's files use.
+   */
+  slack?: { allocatedBytes: number; minReclaimableBytes: number; minRatio: number };
+}
+
+/**
+ * Why a fill would give back too little to be worth writing, or undefined. The images allocate
+ * their files' data plus what a fill could drop; once an image has been rewritten that is close
+ * to nothing, and filling again would only grow it and ask for another rewrite (and downtime).
+ */
+export function fillNotWorth(
+  filesystems: readonly GuestFilesystem[],
+  slack: HostSide["slack"],
+): string | undefined {
+  if (!slack || slack.allocatedBytes <= 0) return undefined;
+  const used = filesystems.reduce((sum, fs) => sum + fs.usedBytes, 0);
+  const beyond = Math.max(0, slack.allocatedBytes - used);
+  const ratio = beyond / slack.allocatedBytes;
+  if (beyond >= slack.minReclaimableBytes && ratio >= slack.minRatio) return undefined;
+  return `the images allocate ${formatBytes(slack.allocatedBytes)} for ${formatBytes(used)} of files: a fill could give back at most ${formatBytes(beyond)}, below the policy's thresholds`;
 }
 
 /** Pure: what to do on each filesystem for a zero mode. */
@@ -58,6 +80,7 @@ export function decideZero(
   os: GuestOs = "linux",
 ): GuestZeroPlan {
   let room = host.roomBytes ?? Number.POSITIVE_INFINITY;
+  const notWorth = fillNotWorth(filesystems, host.slack);
   const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
     if (mode === "none") return { kind: "skip", mount: fs.mount, reason: "zero: none" };
     const trimReaches = fs.discard && host.discardReachesImages !== false;
@@ -71,6 +94,7 @@ export function decideZero(
               "the disk under it does not pass discard, so a trim would free nothing (zero: fill or auto would)",
           };
     }
+    if (notWorth) return { kind: "skip", mount: fs.mount, reason: notWorth };
     // sdelete -z zeroes all the free space (briefly filling the volume): it keeps no reserve.
     const size = os === "windows" ? windowsFillSize(fs) : fillSize(fs, reserve);
     if ("skip" in size) return { kind: "skip", mount: fs.mount, reason: size.skip };
@@ -90,6 +114,7 @@ export function decideZero(
     steps,
     fillBytes,
     ...(host.roomBytes !== undefined ? { hostRoomBytes: host.roomBytes } : {}),
+    ...(notWorth ? { fillNotWorth: notWorth } : {}),
   };
 }
 
@@ -183,7 +208,7 @@ export async function applyZeroGuest(
         ? windowsFillSize(fs)
         : fillSize(fs, plan.reserve)
       : { skip: `${outcome.mount}: not among the guest's filesystems` };
-    const skip = "skip" in size ? size.skip : roomProblem(size.mib * MiB, room);
+    const skip = "skip" in size ? size.skip : (plan.fillNotWorth ?? roomProblem(size.mib * MiB, room));
     if (skip !== undefined || "skip" in size) {
       outcomes[i] = { ...outcome, message: `${why}; ${skip}` };
       continue;

@@ -218,3 +218,45 @@ describe("the fill after a trim the host did not see", () => {
     expect(outcome).toMatchObject({ mount: "/data", kind: "fill", ok: true, bytes: 891289600 });
   });
 });
+
+describe("a fill that would give back too little", () => {
+  const slack = (allocatedMiB: number) => ({
+    allocatedBytes: allocatedMiB * MiB,
+    minReclaimableBytes: 64 * MiB,
+    minRatio: 0.1,
+  });
+
+  it("is not planned once the image holds little beyond the guest's files (a second run after a rewrite)", () => {
+    // 100 MiB of files; the rewritten image allocates 140 MiB: at most 40 MiB to gain.
+    const plan = decideZero("vm", [fs("/data", false, 900)], "fill", reserve, { slack: slack(140) });
+    expect(plan.steps).toEqual([
+      {
+        kind: "skip",
+        mount: "/data",
+        reason:
+          "the images allocate 140 MiB for 100 MiB of files: a fill could give back at most 40 MiB, below the policy's thresholds",
+      },
+    ]);
+    expect(plan.fillBytes).toBe(0);
+    expect(plan.fillNotWorth).toMatch(/at most 40 MiB/);
+  });
+
+  it("is planned while the image holds deleted data worth giving back", () => {
+    const plan = decideZero("vm", [fs("/data", false, 900)], "fill", reserve, { slack: slack(700) });
+    expect(plan.steps[0]?.kind).toBe("fill");
+  });
+
+  it("still lets trims run, which cost nothing when there is nothing to free", () => {
+    const plan = decideZero("vm", [fs("/data", true, 900)], "trim", reserve, { slack: slack(140) });
+    expect(plan.steps).toEqual([{ kind: "trim", mount: "/data" }]);
+  });
+
+  it("is not written by zero: auto after a trim the host did not see, either", async () => {
+    const plan = decideZero("vm", [fs("/data", true, 900)], "auto", reserve, { slack: slack(140) });
+    const { transport, ran } = scripted({ fstrim: { stdout: "/data: 800 MiB (838860800 bytes) trimmed\n" } });
+    const sizes = [500 * MiB, 500 * MiB];
+    const outcomes = await applyZeroGuest(plan, transport, undefined, async () => sizes.shift() ?? 0);
+    expect(ran.some((line) => line.includes("dd if=/dev/zero"))).toBe(false);
+    expect(outcomes[0]?.message).toMatch(/\(discard does not reach it\); the images allocate 140 MiB/);
+  });
+});
