@@ -81,5 +81,12 @@ export function totalsOf(hosts: readonly HostPlan[]): PlanTotals {
 
 /** Whether applying the plan would change anything (Terraform's "changes pending"). */
 export function hasChanges(plan: Plan): boolean {
-  return plan.hosts.some((h) => h.guests.some((g) => g.disks.some((d) => isChange(d.action))));
+  return plan.hosts.some((h) =>
+    h.guests.some(
+      (g) =>
+        g.disks.some((d) => isChange(d.action)) ||
+        (g.zero !== undefined &&
+          (g.zero.leftovers.length > 0 || g.zero.steps.some((st) => st.kind !== "skip"))),
+    ),
+  );
 }

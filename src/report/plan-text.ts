@@ -59,7 +59,18 @@ export function formatTotals(plan: Plan): string {
       ? `, ~${formatBytes(t.estimatedReclaim)} to reclaim (estimated from qemu-img measure, an upper bound of the new sizes)`
       : "";
   const unreachable = plan.hosts.filter((h) => h.unreachable).length;
-  return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
+  const guests = plan.hosts.flatMap((h) => h.guests);
+  const count = (n: number, what: string) => (n > 0 ? `; ${n} guest${n === 1 ? "" : "s"} ${what}` : "");
+  const inside = count(
+    guests.filter((g) => g.zero?.steps.some((st) => st.kind !== "skip")).length,
+    "to trim or fill first",
+  );
+  const down = count(guests.filter((g) => g.vm?.shutdown).length, "to shut down and start again");
+  const maybe = count(
+    guests.filter((g) => g.vm && !g.vm.shutdown && g.vm.canShutDown && (g.zero?.fillBytes ?? 0) > 0).length,
+    "to shut down if the fill makes a rewrite worth it",
+  );
+  return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${inside}${down}${maybe}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
 }
 
 function describeVm(vm: GuestVmPlan, fillBytes: number): string {

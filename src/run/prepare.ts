@@ -10,7 +10,7 @@ import { selectHosts } from "../inventory/pattern.js";
 import { buildPlan, type GuestOnHost, type HostEntry } from "../plan/build.js";
 import { decideDisk, freeSpaceMargin } from "../plan/decide-disk.js";
 import { decideVm, type LibvirtFacts, type VmDecision } from "../plan/decide-vm.js";
-import type { DiskPlan, GuestZeroPlan, Plan } from "../plan/plan.js";
+import { type DiskPlan, type GuestZeroPlan, isChange, type Plan } from "../plan/plan.js";
 import { checkZeroGuest, type HostSide } from "../tasks/zero-guest.js";
 import { createAgentTransport } from "../transport/agent.js";
 import type { Transport } from "../transport/transport.js";
@@ -165,25 +165,65 @@ async function planGuests(
   });
   // Guest-side steps only where the guest's disks are: a guest without `host:` lives on one host.
   await Promise.all(
-    planned.map(({ entry, guest, vm, facts: mine }) => {
-      if (guest.policy.zero === "none" || entry.disks.every((d) => d.absent)) return undefined;
-      if (vm.shutOff) {
-        entry.notes.push(`guest-side steps (zero: ${guest.policy.zero}) skipped: ${vm.shutOff}`);
-        return undefined;
+    planned.map(async ({ entry, guest, vm, facts: mine }) => {
+      if (guest.policy.zero !== "none" && !entry.disks.every((d) => d.absent)) {
+        if (vm.shutOff)
+          entry.notes.push(`guest-side steps (zero: ${guest.policy.zero}) skipped: ${vm.shutOff}`);
+        else {
+          const side = hostSide(vm, mine, entry.disks, guest.policy);
+          const zero = await planZero(host.name, guest, transport, planning, side);
+          if ("plan" in zero) entry.zero = zero.plan;
+          else entry.notes.push(zero.note);
+        }
       }
-      return planZero(
-        host.name,
-        guest,
-        transport,
-        planning,
-        hostSide(vm, mine, entry.disks, guest.policy),
-      ).then((zero) => {
-        if ("plan" in zero) entry.zero = zero.plan;
-        else entry.notes.push(zero.note);
-      });
+      // The guest manager powers the guest off from inside: it needs the connection too.
+      if (entry.vm?.manager === "guest" && entry.vm.canShutDown) {
+        const reached = await reachGuest(host.name, guest, transport, planning);
+        if ("unreachable" in reached)
+          cannotShutDown(entry, `it cannot be reached to power it off (${reached.unreachable})`);
+      }
     }),
   );
   return planned.map((p) => p.entry);
+}
+
+/** The guest cannot be stopped after all: its held images are left alone, and the plan says why. */
+function cannotShutDown(entry: GuestOnHost, why: string): void {
+  if (!entry.vm) return;
+  entry.vm = { ...entry.vm, canShutDown: false, shutdown: false };
+  entry.notes.push(`not shut down: ${why}`);
+  entry.disks = entry.disks.map((d) =>
+    d.afterShutdown && isChange(d.action)
+      ? {
+          ...d,
+          action: "skip",
+          reason: `in use by its running guest, which is not shut down: ${why}`,
+          steps: [],
+          leftovers: [],
+        }
+      : d,
+  );
+}
+
+/** The connection into the guest, opened once per run (SSH through the hypervisor, or its agent). */
+async function reachGuest(
+  host: string,
+  guest: Guest,
+  hypervisor: Transport,
+  planning: GuestPlanning,
+): Promise<{ transport: Transport } | { unreachable: string }> {
+  const key = `${host}\0${guest.name}`;
+  const existing = planning.guestTransports.get(key);
+  if (existing) return { transport: existing };
+  if (guest.access === "agent") {
+    const transport = createAgentTransport({ hypervisor, uri: guest.vm.libvirtUri, domain: guest.name });
+    planning.guestTransports.set(key, transport);
+    return { transport };
+  }
+  if (!guest.ssh) return { unreachable: "the guest has no ssh: settings" };
+  const opened = await openGuestTransport(guest, hypervisor, planning.ssh);
+  if ("transport" in opened) planning.guestTransports.set(key, opened.transport);
+  return opened;
 }
 
 /**
@@ -222,18 +262,8 @@ async function planZero(
   const skipped = (why: string) => ({
     note: `guest-side steps (zero: ${guest.policy.zero}) skipped: ${why}; only the host-side rewrite runs`,
   });
-  if (guest.access === "ssh" && !guest.ssh) return skipped("the guest has no ssh: settings");
-  const key = `${host}\0${guest.name}`;
-  const existing = planning.guestTransports.get(key);
-  const opened = existing
-    ? { transport: existing }
-    : guest.access === "agent"
-      ? {
-          transport: createAgentTransport({ hypervisor, uri: guest.vm.libvirtUri, domain: guest.name }),
-        }
-      : await openGuestTransport(guest, hypervisor, planning.ssh);
+  const opened = await reachGuest(host, guest, hypervisor, planning);
   if ("unreachable" in opened) return skipped(opened.unreachable);
-  planning.guestTransports.set(key, opened.transport);
   try {
     return {
       plan: await checkZeroGuest(
