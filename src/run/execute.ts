@@ -127,7 +127,7 @@ export async function executePlan(
     guests,
     vms,
     disks,
-    hosts: recapHosts(plan, disks),
+    hosts: recapHosts(plan, disks, { guests, vms }),
     durationMs: performance.now() - started,
   };
   emit({ type: "run-end", result });
@@ -196,6 +196,18 @@ async function runGuest(
   const zero = guest.zero && !aborted() ? await run.guestZero(host, guest, options) : undefined;
   if (zero) out.guests.push(zero);
   const hints = hintsAfterZero(guest, zero);
+  // What each image allocated before anything of this run: the recap credits the guest-side
+  // steps too (a trim alone may have given everything back).
+  const planned = new Map(guest.disks.map((d) => [d.path, d.estimate?.allocatedBefore]));
+  const credit = (result: DiskResult): DiskResult => {
+    const before = planned.get(result.path);
+    if (!zero || before === undefined || result.allocatedBefore === undefined) return result;
+    return {
+      ...result,
+      allocatedBefore: before,
+      allocatedAfter: result.allocatedAfter ?? result.allocatedBefore,
+    };
+  };
   // Every disk ends with a result, even one whose runner threw: the guest is started again only
   // after all of its disks are done.
   const rewriteAll = (disks: readonly DiskPlan[]) =>
@@ -203,7 +215,7 @@ async function runGuest(
       slot(async () => {
         if (aborted()) return skipped(disk, "interrupted before it started", options.emit);
         try {
-          return await run.disk(disk, transport, options, hints);
+          return credit(await run.disk(disk, transport, options, hints));
         } catch (error) {
           return failed(disk, (error as Error).message, options.emit);
         }
@@ -223,7 +235,12 @@ async function runGuest(
   if (!again.some((d) => d.action === "rewrite" || d.action === "finish")) {
     const others = guest.disks.filter((d) => !d.afterShutdown);
     const kept = again.map((d) =>
-      noteOnly(d, `${d.reason}; the guest keeps running (no rewrite is worth its shutdown)`, options.emit),
+      noteOnly(
+        credit,
+        d,
+        `${d.reason}; the guest keeps running (no rewrite is worth its shutdown)`,
+        options.emit,
+      ),
     );
     out.disks.push(...kept, ...(await rewriteAll(others)));
     return out;
@@ -257,7 +274,8 @@ function hintsAfterZero(guest: GuestPlan, zero: GuestZeroResult | undefined): Re
     .reduce((sum, o) => sum + o.bytes, 0);
   // With several images, which one took the zeros is not known: their estimates stay upper bounds.
   const present = guest.disks.filter((d) => !d.absent);
-  return written > 0 && present.length === 1 ? { zerosWritten: written } : {};
+  const hints: RewriteHints = written > 0 && present.length === 1 ? { zerosWritten: written } : {};
+  return zero ? { ...hints, afterGuestSteps: true } : hints;
 }
 
 async function vmAction(
@@ -426,11 +444,16 @@ function failed(disk: DiskPlan, message: string, emit: EmitEvent): DiskResult {
 }
 
 /** A disk decided again and left as it is: reported without acting. */
-function noteOnly(disk: DiskPlan, message: string, emit: EmitEvent): DiskResult {
-  const result: DiskResult = {
+function noteOnly(
+  credit: (r: DiskResult) => DiskResult,
+  disk: DiskPlan,
+  message: string,
+  emit: EmitEvent,
+): DiskResult {
+  const result = credit({
     ...skipped(disk, message, () => {}),
     status: disk.action === "ok" ? "ok" : "skipped",
-  };
+  });
   emit({ type: "disk-end", result });
   return result;
 }
@@ -445,7 +468,9 @@ async function executeDisk(
   const policy = options.policies.get(policyKey(planned.host, planned.path));
   let current = planned;
   // A disk planned as ok may be worth rewriting after a fill; a skipped one stays skipped.
-  const fresh = planned.action !== "skip" && (planned.action !== "ok" || (hints.zerosWritten ?? 0) > 0);
+  // A disk planned as ok may be worth rewriting after a fill, and its allocation after a trim is
+  // news for the recap; a skipped one stays skipped.
+  const fresh = planned.action !== "skip" && (planned.action !== "ok" || hints.afterGuestSteps === true);
   if (policy && fresh) {
     try {
       current = await checkRewrite(transport, { ...disk, policy }, hints);

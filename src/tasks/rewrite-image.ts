@@ -38,6 +38,8 @@ export interface RewriteHints {
   zerosWritten?: number;
   /** The image's lock is its own guest's, which will be shut down first. */
   guestStops?: boolean;
+  /** Guest-side steps ran before: the facts of a disk planned as ok are read again. */
+  afterGuestSteps?: boolean;
 }
 
 export interface TaskContext {

@@ -32,6 +32,7 @@ export interface VmOutcome {
 }
 
 const COMMAND_TIMEOUT_MS = 60_000;
+const POWEROFF_WAIT_MS = 5_000;
 
 /** Asks the guest to shut down and waits, at most its timeout, until it has. */
 export async function stopVm(target: VmTarget): Promise<VmOutcome> {
@@ -47,8 +48,17 @@ export async function stopVm(target: VmTarget): Promise<VmOutcome> {
   } else {
     if (!target.guestTransport || !plan.poweroffCommand)
       return { ok: false, message: "no connection to the guest to power it off from inside" };
-    // The connection usually drops as the guest goes down: the host's view below decides.
-    await target.guestTransport.run({ argv: plan.poweroffCommand, timeoutMs: 20_000 }).catch(() => undefined);
+    // The connection usually drops as the guest goes down, sometimes without a word: the host's
+    // view below decides, so the command gets a few seconds and no more.
+    const asked = target.guestTransport
+      .run({ argv: plan.poweroffCommand, timeoutMs: 20_000 })
+      .catch(() => undefined);
+    const gaveUp = new AbortController();
+    await Promise.race([
+      asked,
+      delay(POWEROFF_WAIT_MS, undefined, { signal: gaveUp.signal }).catch(() => undefined),
+    ]);
+    gaveUp.abort();
   }
   const off = await waitUntilOff(target, plan.timeoutMs - (performance.now() - started));
   if (off.ok) return { ok: true, message: `shut down in ${seconds(performance.now() - started)}` };

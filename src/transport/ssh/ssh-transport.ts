@@ -21,6 +21,8 @@ const CHANNEL_OPEN_ATTEMPTS = 8;
 const TIMEOUT_EXIT = 124;
 /** After the remote `timeout` should have acted, how long before we close the channel ourselves. */
 const LOCAL_TIMEOUT_GRACE_MS = 10_000;
+/** After closing a timed-out channel ourselves, how long to wait for the server's close. */
+const CLOSE_GRACE_MS = 5_000;
 
 export function createSshTransport(
   host: string,
@@ -154,12 +156,19 @@ function drive(
       }
       channel.close();
     };
+    let closeTimer: NodeJS.Timeout | undefined;
     const timer =
       spec.timeoutMs === undefined
         ? undefined
         : setTimeout(() => {
             timedOut = true;
             stop("KILL");
+            // A peer that vanished (a guest powered off behind a tunnel) never answers the close:
+            // the command is over for us all the same.
+            closeTimer = setTimeout(
+              () => finish(new TransportError("no answer after the timeout (connection lost?)")),
+              CLOSE_GRACE_MS,
+            );
           }, spec.timeoutMs + LOCAL_TIMEOUT_GRACE_MS);
     const onAbort = () => stop("TERM");
     spec.signal?.addEventListener("abort", onAbort, { once: true });
@@ -168,6 +177,7 @@ function drive(
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(closeTimer);
       inFlight.delete(abortLost);
       spec.signal?.removeEventListener("abort", onAbort);
       if (error) return reject(error);

@@ -4,9 +4,10 @@
 #   OUT/vmlinuz      Debian's kernel (from the image package KERNEL_PKG, fetched by apt-get download)
 #   OUT/vmlinux      the same kernel decompressed (when it has a PVH entry): QEMU boots that ELF
 #                    directly, skipping about 3 s of decompression under software emulation
-#   OUT/initrd.img   an uncompressed newc cpio: static busybox, dropbear (+ the shared libraries ldd
-#                    lists), the kernel modules for virtio-pci/blk/net and ext4 with their
-#                    dependencies, and ./init. It holds no key: vm.ts appends a per-boot archive.
+#   OUT/initrd.img   an uncompressed newc cpio: static busybox, dropbear and qemu-ga (+ the shared
+#                    libraries ldd lists), the kernel modules for virtio-pci/blk/net/console, ext4,
+#                    the ACPI power button and evdev with their dependencies, acpid's power-button
+#                    action, and ./init. It holds no key: vm.ts appends a per-boot archive.
 #   OUT/manifest     key=value lines (kernel version, module load order, package versions)
 # Usage: build-initramfs.sh OUT WORK KERNEL_PKG
 #   WORK: an empty scratch directory (removed by the caller); run as root (mknod, apt-get download).
@@ -19,7 +20,9 @@ WORK=${2:?$USAGE}
 KERNEL_PKG=${3:?$USAGE}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # The modules the guest needs; everything they depend on is found from their depends= fields.
-ROOT_MODULES=(virtio_pci virtio_blk virtio_net ext4)
+# button: the ACPI power button (CONFIG_ACPI_BUTTON=m in Debian's kernel), whose key events acpid
+# reads through evdev; virtio_console: the virtio-serial port the guest agent talks on.
+ROOT_MODULES=(virtio_pci virtio_blk virtio_net ext4 button evdev virtio_console)
 
 die() {
   echo "build-initramfs: $*" >&2
@@ -27,8 +30,8 @@ die() {
 }
 step() { echo "build-initramfs: $*" >&2; }
 
-for tool in apt-get dpkg dpkg-query modinfo depmod cpio ldd xz busybox dropbear dropbearkey; do
-  command -v "$tool" >/dev/null || die "missing $tool (packages: kmod cpio busybox-static dropbear-bin)"
+for tool in apt-get dpkg dpkg-query modinfo depmod cpio ldd xz busybox dropbear dropbearkey qemu-ga; do
+  command -v "$tool" >/dev/null || die "missing $tool (packages: kmod cpio busybox-static dropbear-bin qemu-guest-agent)"
 done
 [ -d "$OUT" ] || die "no output directory $OUT"
 BUSYBOX=$(command -v busybox)
@@ -111,7 +114,8 @@ step "modules in load order: ${ORDER[*]}"
 
 # --- the initramfs tree -----------------------------------------------------------------------
 R=$WORK/root
-mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/reclaim,lib/modules,lib64,dev,proc,sys,run,tmp,root,data,var/log}
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc/reclaim,etc/acpi,lib/modules,lib64,dev,proc,sys,run,tmp,root,data,var/log}
+ln -s ../run "$R/var/run"
 chmod 1777 "$R/tmp"
 chmod 700 "$R/root"
 
@@ -131,7 +135,7 @@ while IFS= read -r applet; do
 done < <("$BUSYBOX" --list-full)
 [ -f "$R/bin/busybox" ] && [ ! -L "$R/bin/busybox" ] || die "the busybox binary was overwritten"
 
-# dropbear and dropbearkey with the libraries ldd finds, at the same paths (and the loader).
+# dropbear, dropbearkey and qemu-ga with the libraries ldd finds, at the same paths (and the loader).
 copy_with_libs() {
   local bin=$1 dest=$2 lib
   cp "$bin" "$R/$dest"
@@ -144,10 +148,38 @@ copy_with_libs() {
 rm -f "$R/usr/sbin/dropbear" "$R/usr/bin/dropbearkey"
 copy_with_libs "$(command -v dropbear)" usr/sbin/dropbear
 copy_with_libs "$(command -v dropbearkey)" usr/bin/dropbearkey
+copy_with_libs "$(command -v qemu-ga)" usr/sbin/qemu-ga
 if [ "$(id -u)" = 0 ]; then
   chroot "$R" /usr/bin/dropbearkey -h >/dev/null 2>&1 || [ $? -eq 1 ] ||
     die "dropbearkey does not run inside the tree (missing libraries?)"
+  chroot "$R" /usr/sbin/qemu-ga --version >/dev/null 2>&1 ||
+    die "qemu-ga does not run inside the tree (missing libraries?)"
 fi
+
+# busybox acpid maps the power button's key event to "PWRF"; this action file names the script
+# (relative to /etc/acpi) it runs then. poweroff signals init, which shuts down cleanly.
+echo "PWRF power-button" >"$R/etc/acpid.conf"
+cat >"$R/etc/acpi/power-button" <<'EOF'
+#!/bin/sh
+exec /sbin/poweroff
+EOF
+# What qemu-ga's guest-shutdown runs (`shutdown -h -P +0 MESSAGE`; -r to reboot). busybox has no
+# shutdown, so this one asks init like poweroff does, or refuses in a guest booted with
+# reclaim.noacpi (then libvirt falls back to the power button, which that guest ignores too).
+[ ! -e "$R/sbin/shutdown" ] || die "busybox now has a shutdown applet: check /sbin/shutdown"
+cat >"$R/sbin/shutdown" <<'EOF'
+#!/bin/sh
+case " $(cat /proc/cmdline) " in
+  *" reclaim.noacpi "*)
+    echo "shutdown: refused (reclaim.noacpi)" >&2
+    exit 1
+    ;;
+esac
+case " $* " in
+  *" -r "*) exec /sbin/reboot ;;
+  *) exec /sbin/poweroff ;;
+esac
+EOF
 
 for m in "${ORDER[@]}"; do
   f=${MODPATH[$m]}
@@ -163,7 +195,7 @@ done >"$R/etc/reclaim/modules"
 
 cp "$HERE/init" "$R/init"
 cp "$HERE/udhcpc.script" "$R/etc/reclaim/udhcpc.script"
-chmod 755 "$R/init" "$R/etc/reclaim/udhcpc.script"
+chmod 755 "$R/init" "$R/etc/reclaim/udhcpc.script" "$R/etc/acpi/power-button" "$R/sbin/shutdown"
 cat >"$R/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 EOF
@@ -202,6 +234,7 @@ fi
   echo "modules=${ORDER[*]}"
   echo "busybox=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || "$BUSYBOX" | head -n1)"
   echo "dropbear=$(dpkg-query -W -f '${Version}' dropbear-bin 2>/dev/null || echo unknown)"
+  echo "qemu_ga=$(dpkg-query -W -f '${Version}' qemu-guest-agent 2>/dev/null || echo unknown)"
   echo "initrd_bytes=$(stat -c %s "$OUT/initrd.img")"
 } >"$OUT/manifest"
 step "done: $KVER, initrd $(($(stat -c %s "$OUT/initrd.img") / 1024)) KiB"

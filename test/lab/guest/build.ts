@@ -2,7 +2,8 @@
  * The guest lab's kernel and base initramfs, built once by build-initramfs.sh and cached under
  * `$RECLAIM_GUEST_CACHE/<hash of inputs>` (default root /var/cache/reclaim-guest-lab). The hash
  * covers the build scripts, the kernel image package linux-image-amd64 depends on (name and
- * version, from apt's lists), and the installed busybox-static, dropbear-bin and libc6 versions.
+ * version, from apt's lists), and the installed busybox-static, dropbear-bin, qemu-guest-agent and
+ * libc6 versions.
  * A cache entry is complete or absent: it is built in a temp dir beside it and renamed into place,
  * under a file lock so parallel vitest workers build it once.
  */
@@ -124,6 +125,7 @@ interface Inputs {
   scripts: string;
   busybox: string;
   dropbear: string;
+  qemuGa: string;
   libc: string;
   kernelPackage: string;
   kernelVersion: string;
@@ -139,6 +141,7 @@ function localInputs(): Omit<Inputs, "kernelPackage" | "kernelVersion"> {
     scripts: h.digest("hex"),
     busybox: installedVersion("busybox-static"),
     dropbear: installedVersion("dropbear-bin"),
+    qemuGa: installedVersion("qemu-guest-agent"),
     libc: installedVersion("libc6"),
   };
 }
@@ -291,7 +294,7 @@ const memo = new Map<string, Promise<GuestArtifacts>>();
 /**
  * The cached kernel + initramfs, built first when missing. Needs (on a build) root, apt's lists
  * (`apt-get update`), network access to Debian's archive, and the host tools busybox-static,
- * dropbear-bin, kmod, cpio, xz-utils. Memoised per process.
+ * dropbear-bin, qemu-guest-agent, kmod, cpio, xz-utils. Memoised per process.
  */
 export function ensureGuestArtifacts(o: BuildOptions = {}): Promise<GuestArtifacts> {
   const root = o.cacheRoot ?? guestCacheRoot();
@@ -329,12 +332,22 @@ async function build(root: string, o: BuildOptions): Promise<GuestArtifacts> {
   const dir = join(root, hash);
   if (complete(dir)) return artifactsIn(dir, hash, false, performance.now() - started);
 
-  for (const tool of ["busybox", "dropbear", "dropbearkey", "modinfo", "depmod", "cpio", "xz", "flock"]) {
+  for (const tool of [
+    "busybox",
+    "dropbear",
+    "dropbearkey",
+    "qemu-ga",
+    "modinfo",
+    "depmod",
+    "cpio",
+    "xz",
+    "flock",
+  ]) {
     try {
       run("sh", ["-c", `command -v ${tool}`]);
     } catch {
       throw new Error(
-        `guest lab: building the guest needs \`${tool}\` (apt-get install busybox-static dropbear-bin kmod cpio xz-utils util-linux)`,
+        `guest lab: building the guest needs \`${tool}\` (apt-get install busybox-static dropbear-bin qemu-guest-agent kmod cpio xz-utils util-linux)`,
       );
     }
   }

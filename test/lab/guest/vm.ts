@@ -89,7 +89,7 @@ export interface GuestVm {
 }
 
 /** Resolves true when `p` settles within `ms`; unlike a race with sleep(), no timer outlives it. */
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
@@ -101,7 +101,7 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
-function tail(text: string, lines: number): string {
+export function tail(text: string, lines: number): string {
   return text.replace(/\r/g, "").trimEnd().split("\n").slice(-lines).join("\n");
 }
 
@@ -125,6 +125,118 @@ function sshBanner(port: number, timeoutMs: number): Promise<boolean> {
     socket.once("error", () => done(false));
     socket.once("close", () => done(false));
   });
+}
+
+/**
+ * The keys a boot authorizes for root, and the private key its ssh() uses: `identityFile` when
+ * given (its `.pub` must be among `authorizedKey`), else a key generated in `dir` and authorized.
+ */
+export function bootKeys(
+  name: string,
+  dir: string,
+  o: { authorizedKey?: string | readonly string[] | undefined; identityFile?: string | undefined },
+): { identityFile: string; keys: string[] } {
+  const keys = typeof o.authorizedKey === "string" ? [o.authorizedKey] : [...(o.authorizedKey ?? [])];
+  let identityFile = o.identityFile;
+  if (!identityFile) {
+    const own = generateKey(dir, "id_guest");
+    identityFile = own.privateKey;
+    keys.push(own.publicKey);
+  }
+  if (keys.length === 0) throw new Error(`guest ${name}: no authorized key`);
+  return { identityFile, keys };
+}
+
+/**
+ * Writes the per-boot initramfs to `path`: a copy of the cached base with an archive appended that
+ * holds root's authorized keys. The cache never holds a key.
+ */
+export function writeBootInitrd(base: string, path: string, keys: readonly string[]): void {
+  copyFileSync(base, path);
+  appendFileSync(
+    path,
+    newcArchive([
+      { name: "etc", type: "dir", mode: 0o755 },
+      { name: "etc/reclaim", type: "dir", mode: 0o755 },
+      {
+        name: "etc/reclaim/authorized_keys",
+        type: "file",
+        mode: 0o600,
+        data: keys.map((k) => `${k.trim()}\n`).join(""),
+      },
+    ]),
+  );
+}
+
+export interface LoginWait {
+  /** Names the guest in messages. */
+  name: string;
+  /** The forwarded port on 127.0.0.1. */
+  port: number;
+  identityFile: string;
+  /** Written with the host key this boot prints on its console. */
+  knownHostsFile: string;
+  /** This boot's serial console so far. */
+  console: () => string;
+  /** Why the guest is gone, once it is (QEMU exited); undefined while it runs. */
+  ended: () => Promise<string | undefined>;
+  /** More to show when the boot fails (QEMU's stderr). */
+  details?: () => string;
+  timeoutMs: number;
+}
+
+/**
+ * Waits (bounded) for init's RECLAIM-HOSTKEY and RECLAIM-READY on the console, writes known_hosts,
+ * then for an SSH banner and a real login as root. Resolves with the host key; throws with the
+ * console's tail when init fails, the guest ends or time runs out.
+ */
+export async function waitForLogin(w: LoginWait): Promise<string> {
+  const fail = (why: string): Error => {
+    const details = w.details?.().trim();
+    return new Error(
+      `guest ${w.name} (port ${w.port}) did not come up: ${why}\n` +
+        `--- console, last 40 lines ---\n${tail(w.console(), 40)}\n` +
+        (details ? `--- qemu stderr ---\n${tail(details, 10)}\n` : ""),
+    );
+  };
+  const deadline = Date.now() + w.timeoutMs;
+  let hostKey = "";
+  let lastSsh = "";
+  for (let i = 0; i < 10_000; i++) {
+    const text = w.console().replace(/\r/g, "");
+    const failed = /^RECLAIM-FAIL (.*)$/m.exec(text);
+    if (failed) throw fail(`init failed: ${failed[1]}`);
+    const ended = await w.ended();
+    if (ended) throw fail(ended);
+    if (Date.now() > deadline) {
+      throw fail(`no SSH login within ${w.timeoutMs} ms${lastSsh ? ` (last ssh: ${lastSsh})` : ""}`);
+    }
+    if (!hostKey) {
+      // Only a complete line: a chunk boundary could otherwise cut the key short.
+      const m = /^RECLAIM-HOSTKEY (ssh-ed25519 [A-Za-z0-9+/=]+) *\n/m.exec(text);
+      if (m?.[1]) {
+        hostKey = m[1];
+        writeFileSync(w.knownHostsFile, `[127.0.0.1]:${w.port} ${hostKey}\n`);
+      }
+    }
+    if (hostKey && /^RECLAIM-READY\b/m.test(text) && (await sshBanner(w.port, 2000))) {
+      const remaining = Math.max(1000, deadline - Date.now());
+      const r = await runSsh(
+        [
+          ...sshArgs({ identityFile: w.identityFile, knownHostsFile: w.knownHostsFile }),
+          "-p",
+          String(w.port),
+          "root@127.0.0.1",
+          "true",
+        ],
+        Math.min(20_000, remaining),
+      );
+      if (r.code === 0) return hostKey;
+      lastSsh = `exit ${r.code ?? r.signal}: ${r.stderr.trim()}`;
+    }
+    await sleep(100);
+  }
+  throw fail("gave up polling");
 }
 
 interface Started {
@@ -251,31 +363,9 @@ export async function bootGuest(o: BootOptions): Promise<GuestVm> {
   const unregisterDir = registerCleanup({ kind: "dir", path: dir });
   let started: Started | undefined;
   try {
-    let identityFile = o.identityFile;
-    const keys = typeof o.authorizedKey === "string" ? [o.authorizedKey] : [...(o.authorizedKey ?? [])];
-    if (!identityFile) {
-      const own = generateKey(dir, "id_guest");
-      identityFile = own.privateKey;
-      keys.push(own.publicKey);
-    }
-    if (keys.length === 0) throw new Error(`guest ${name}: no authorized key`);
-
-    // The per-boot archive, appended to a copy of the cached base: the cache never holds a key.
+    const { identityFile, keys } = bootKeys(name, dir, o);
     const initrd = join(dir, "initrd.img");
-    copyFileSync(artifacts.initrd, initrd);
-    appendFileSync(
-      initrd,
-      newcArchive([
-        { name: "etc", type: "dir", mode: 0o755 },
-        { name: "etc/reclaim", type: "dir", mode: 0o755 },
-        {
-          name: "etc/reclaim/authorized_keys",
-          type: "file",
-          mode: 0o600,
-          data: keys.map((k) => `${k.trim()}\n`).join(""),
-        },
-      ]),
-    );
+    writeBootInitrd(artifacts.initrd, initrd, keys);
     const knownHostsFile = join(dir, "known_hosts");
 
     // A free port that QEMU then binds; if another process took it meanwhile QEMU exits at once
@@ -310,51 +400,20 @@ export async function bootGuest(o: BootOptions): Promise<GuestVm> {
     if (!started) throw new Error(`guest ${name}: ${QEMU} failed to start:\n${tail(failure, 20)}`);
     const s = started;
 
-    const fail = (why: string): Error =>
-      new Error(
-        `guest ${name} (port ${s.port}) did not come up: ${why}\n` +
-          `--- console, last 40 lines ---\n${tail(s.console(), 40)}\n` +
-          (s.stderr().trim() ? `--- qemu stderr ---\n${tail(s.stderr(), 10)}\n` : ""),
-      );
-
-    // Wait for init's host key and READY, then for an SSH banner, then for a real login.
-    const deadline = Date.now() + bootTimeoutMs;
-    let hostKey = "";
-    let lastSsh = "";
-    let ready = false;
-    for (let i = 0; i < 10_000 && !ready; i++) {
-      const text = s.console().replace(/\r/g, "");
-      const failed = /^RECLAIM-FAIL (.*)$/m.exec(text);
-      if (failed) throw fail(`init failed: ${failed[1]}`);
-      if (s.hasExited()) {
+    const hostKey = await waitForLogin({
+      name,
+      port: s.port,
+      identityFile,
+      knownHostsFile,
+      console: s.console,
+      details: s.stderr,
+      timeoutMs: bootTimeoutMs,
+      async ended() {
+        if (!s.hasExited()) return undefined;
         const e = await s.exited;
-        throw fail(`QEMU exited (code ${e.code}, signal ${e.signal})`);
-      }
-      if (Date.now() > deadline) {
-        throw fail(`no SSH login within ${bootTimeoutMs} ms${lastSsh ? ` (last ssh: ${lastSsh})` : ""}`);
-      }
-      if (!hostKey) {
-        // Only a complete line: a chunk boundary could otherwise cut the key short.
-        const m = /^RECLAIM-HOSTKEY (ssh-ed25519 [A-Za-z0-9+/=]+) *\n/m.exec(text);
-        if (m?.[1]) {
-          hostKey = m[1];
-          writeFileSync(knownHostsFile, `[127.0.0.1]:${s.port} ${hostKey}\n`);
-        }
-      }
-      if (hostKey && /^RECLAIM-READY\b/m.test(text)) {
-        if (await sshBanner(s.port, 2000)) {
-          const remaining = Math.max(1000, deadline - Date.now());
-          const r = await runSsh(
-            [...sshArgs({ identityFile, knownHostsFile }), "-p", String(s.port), "root@127.0.0.1", "true"],
-            Math.min(20_000, remaining),
-          );
-          if (r.code === 0) ready = true;
-          else lastSsh = `exit ${r.code ?? r.signal}: ${r.stderr.trim()}`;
-        }
-      }
-      if (!ready) await sleep(100);
-    }
-    if (!ready) throw fail("gave up polling");
+        return `QEMU exited (code ${e.code}, signal ${e.signal})`;
+      },
+    });
     const bootMs = performance.now() - t0;
 
     const finalIdentity = identityFile;

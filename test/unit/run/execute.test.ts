@@ -478,6 +478,60 @@ describe("a guest shut down for its rewrites", () => {
     expect(exitCodeOf(result)).toBe(2);
   });
 
+  it("credits the guest-side steps in the recap: what the image allocated before the run, and after", async () => {
+    const estimate = {
+      allocatedBefore: 700 * 1024 * 1024,
+      allocatedAfter: 700 * 1024 * 1024,
+      reclaim: 0,
+      method: "",
+    };
+    const plan = planWith({ zero: zeroPlan(), disks: [free(HELD, { action: "ok", estimate })] });
+    const result = await executePlan(
+      {
+        plan,
+        plays: [play()],
+        transports: new Map([["kvm01", fakeTransport("kvm01")]]),
+        policies: new Map(),
+        emit: () => {},
+        forks: 1,
+      },
+      {
+        guestZero: async (host, guest) => ({
+          host,
+          guest: guest.name,
+          ok: true,
+          message: "",
+          outcomes: [],
+          durationMs: 0,
+        }),
+        // What the disk looks like after the trim: 100 MiB left, nothing worth a rewrite.
+        disk: async (planned) => ({
+          host: planned.host,
+          guest: planned.guest,
+          path: planned.path,
+          action: "ok",
+          status: "ok",
+          message: "ok",
+          steps: [],
+          durationMs: 0,
+          allocatedBefore: 100 * 1024 * 1024,
+        }),
+      },
+    );
+    expect(result.disks[0]).toMatchObject({
+      allocatedBefore: 700 * 1024 * 1024,
+      allocatedAfter: 100 * 1024 * 1024,
+    });
+    expect(result.hosts[0]?.reclaimed).toBe(600 * 1024 * 1024);
+  });
+
+  it("counts a failed shutdown as a failure of its host in the recap", async () => {
+    const { result } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD)] }), {
+      vm: { shutdown: { ok: false, message: "did not shut down" } },
+    });
+    expect(result.hosts[0]).toMatchObject({ failed: 1, skipped: 1, changed: 0 });
+  });
+
   it("reports a disk whose runner threw as failed, and starts the guest only after all its disks", async () => {
     const other = "/images/web01-data.qcow2";
     const { log, result } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD), held(other)] }), {
@@ -514,8 +568,12 @@ describe("a guest shut down for its rewrites", () => {
     const { hints } = await runScripted(planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD)] }), {
       filled: 891289600,
     });
-    expect(hints[`recheck ${HELD}`]).toEqual({ zerosWritten: 891289600, guestStops: true });
-    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600 });
+    expect(hints[`recheck ${HELD}`]).toEqual({
+      zerosWritten: 891289600,
+      afterGuestSteps: true,
+      guestStops: true,
+    });
+    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600, afterGuestSteps: true });
   });
 
   it("counts only the images present on the host when deciding the guest has one", async () => {
@@ -523,7 +581,7 @@ describe("a guest shut down for its rewrites", () => {
       planWith({ zero: zeroPlan(), disks: [free(HELD), free(OTHER, { action: "skip", absent: true })] }),
       { filled: 891289600 },
     );
-    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600 });
+    expect(hints[`disk ${HELD}`]).toEqual({ zerosWritten: 891289600, afterGuestSteps: true });
   });
 
   it("hands no zeros on when the guest has several images, since which one took them is unknown", async () => {
@@ -531,9 +589,9 @@ describe("a guest shut down for its rewrites", () => {
       planWith({ zero: zeroPlan(), vm: libvirtVm, disks: [held(HELD), free(OTHER)] }),
       { filled: 891289600 },
     );
-    expect(hints[`recheck ${HELD}`]).toEqual({ guestStops: true });
-    expect(hints[`disk ${HELD}`]).toEqual({});
-    expect(hints[`disk ${OTHER}`]).toEqual({});
+    expect(hints[`recheck ${HELD}`]).toEqual({ afterGuestSteps: true, guestStops: true });
+    expect(hints[`disk ${HELD}`]).toEqual({ afterGuestSteps: true });
+    expect(hints[`disk ${OTHER}`]).toEqual({ afterGuestSteps: true });
   });
 
   it.each<[string, Partial<GuestPlan>]>([
