@@ -65,7 +65,9 @@ export async function stopVm(target: VmTarget): Promise<VmOutcome> {
   const why = target.signal?.aborted
     ? "interrupted while waiting for it to shut down"
     : `did not shut down within ${seconds(plan.timeoutMs)} (${off.message})`;
-  return { ok: false, message: `${why}; not forced off, its images untouched` };
+  // A power-off asked for cannot be taken back: say so, since no start_command will follow it.
+  const late = plan.manager === "guest" ? "; it may still power off later, and would then stay off" : "";
+  return { ok: false, message: `${why}; not forced off, its images untouched${late}` };
 }
 
 /** Starts the guest again: `virsh start`, or the play's start_command. */
