@@ -32,7 +32,7 @@ export interface VmOutcome {
 }
 
 const COMMAND_TIMEOUT_MS = 60_000;
-const POWEROFF_WAIT_MS = 5_000;
+const POWEROFF_WAIT_MS = 2_000;
 
 /** Asks the guest to shut down and waits, at most its timeout, until it has. */
 export async function stopVm(target: VmTarget): Promise<VmOutcome> {
