@@ -180,6 +180,15 @@ describe("a running guest shut down for its rewrite (guest manager, over SSH)", 
     await survivorIntact(trimGuest, trimImage);
     await trimGuest.shutdown();
     fsckClean(trimImage.path);
+
+    // Booted again: the data is there, and a second run finds nothing to give back.
+    trimGuest = await boot(trimImage, "trim", "unmap");
+    await survivorIntact(trimGuest, trimImage);
+    const trimmed = allocatedBytes(trimImage.path);
+    const second = await reclaim(["apply", "--yes", ...files(trimGuest, trimImage, "trim")]);
+    expect(second.code, shown(second)).toBe(0);
+    expect(second.stdout).toMatch(/^kvm\s+: ok=1 changed=0 /m);
+    expect(allocatedBytes(trimImage.path)).toBeLessThanOrEqual(trimmed + 4 * MiB);
   });
 
   it("leaves a guest that will not power off running, reports it failed, and does not touch its image", async () => {
