@@ -5,10 +5,12 @@
  * of its hosts failed. Each disk is checked again right before it is touched, so apply acts on the
  * facts as they are now, not as they were when the plan was shown.
  */
+import { hostname, userInfo } from "node:os";
 import type { Play, ReclaimPolicy, Serial } from "../config/model.js";
 import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
 import type { DiskPlan, GuestPlan, GuestVmPlan, GuestZeroPlan, HostPlan, Plan } from "../plan/plan.js";
+import { acquireDiskLock, type DiskLock } from "../tasks/disk-lock.js";
 import { applyRewrite, checkRewrite, type RewriteHints } from "../tasks/rewrite-image.js";
 import { startVm, stopVm, type VmOutcome } from "../tasks/vm-lifecycle.js";
 import { applyZeroGuest } from "../tasks/zero-guest.js";
@@ -31,6 +33,10 @@ export interface ExecuteOptions {
   forks: number;
   signal?: AbortSignal;
   now?: () => Date;
+  /** How long to wait for a disk another runner is working on (default 5 min). */
+  lockWaitMs?: number;
+  /** Who this runner is, written into the locks it holds (default user@host pid N since …). */
+  lockOwner?: string;
 }
 
 /** How one disk is carried out; replaceable so the scheduling can be tested on its own. */
@@ -464,14 +470,52 @@ async function executeDisk(
   options: ExecuteOptions,
   hints: RewriteHints = {},
 ): Promise<DiskResult> {
-  const disk = { host: planned.host, guest: planned.guest, path: planned.path };
   const policy = options.policies.get(policyKey(planned.host, planned.path));
-  let current = planned;
-  // A disk planned as ok may be worth rewriting after a fill; a skipped one stays skipped.
   // A disk planned as ok may be worth rewriting after a fill, and its allocation after a trim is
   // news for the recap; a skipped one stays skipped.
   const fresh = planned.action !== "skip" && (planned.action !== "ok" || hints.afterGuestSteps === true);
-  if (policy && fresh) {
+  // One runner per disk: the facts are read again, and the disk changed, under its lock.
+  const lock = policy && fresh ? await lockDisk(planned, transport, options) : undefined;
+  if (lock && !lock.held) {
+    const result = skipped(planned, lock.reason, () => {});
+    options.emit({ type: "disk-end", result });
+    return result;
+  }
+  try {
+    return await checkAndApply(planned, transport, options, hints, policy && fresh ? policy : undefined);
+  } finally {
+    if (lock?.held) await lock.release();
+  }
+}
+
+async function lockDisk(planned: DiskPlan, transport: Transport, options: ExecuteOptions): Promise<DiskLock> {
+  try {
+    return await acquireDiskLock(transport, planned.path, {
+      waitMs: options.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS,
+      owner: options.lockOwner ?? defaultLockOwner(options.now),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (error) {
+    return { held: false, reason: `cannot take this disk's lock: ${(error as Error).message}` };
+  }
+}
+
+const DEFAULT_LOCK_WAIT_MS = 5 * 60_000;
+
+function defaultLockOwner(now: (() => Date) | undefined): string {
+  return `reclaim ${userInfo().username}@${hostname()} pid ${process.pid} since ${(now ?? (() => new Date()))().toISOString()}`;
+}
+
+async function checkAndApply(
+  planned: DiskPlan,
+  transport: Transport,
+  options: ExecuteOptions,
+  hints: RewriteHints,
+  policy: ReclaimPolicy | undefined,
+): Promise<DiskResult> {
+  const disk = { host: planned.host, guest: planned.guest, path: planned.path };
+  let current = planned;
+  if (policy) {
     try {
       current = await checkRewrite(transport, { ...disk, policy }, hints);
     } catch (error) {

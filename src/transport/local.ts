@@ -63,7 +63,10 @@ function runLocal(spec: CommandSpec): Promise<CommandResult> {
       spec.onStderr?.(chunk);
     });
     child.stdin.on("error", () => {}); // a command that exits without reading its input is fine
-    child.stdin.end(spec.stdin ?? "");
+    if (spec.holdStdinUntil && !spec.holdStdinUntil.aborted) {
+      child.stdin.write(spec.stdin ?? "");
+      spec.holdStdinUntil.addEventListener("abort", () => child.stdin.end(), { once: true });
+    } else child.stdin.end(spec.stdin ?? "");
     child.on("error", (error) => {
       clearTimeout(timer);
       reject(new TransportError(`cannot run ${program}: ${error.message}`, { cause: error }));

@@ -11,6 +11,12 @@ export interface CommandSpec {
   timeoutMs?: number;
   /** Written to the command's standard input, then closed. */
   stdin?: string;
+  /**
+   * Keep standard input open (after `stdin`) until this signal aborts, then close it. A remote
+   * command that reads to end of input lives exactly as long as we want it to, or as long as the
+   * connection does: how a lock held on the far side is released when we die.
+   */
+  holdStdinUntil?: AbortSignal;
   /** Called with each chunk of output as it arrives, for progress. */
   onStdout?: (chunk: string) => void;
   onStderr?: (chunk: string) => void;

@@ -221,7 +221,10 @@ function drive(
       finish();
     });
     channel.on("error", (error: Error) => finish(new TransportError(error.message)));
-    channel.end(spec.stdin ?? "");
+    if (spec.holdStdinUntil && !spec.holdStdinUntil.aborted) {
+      channel.write(spec.stdin ?? "");
+      spec.holdStdinUntil.addEventListener("abort", () => channel.end(), { once: true });
+    } else channel.end(spec.stdin ?? "");
     // Aborted while the command waited for a channel: "abort" has fired already, and the command
     // would otherwise run to its end.
     if (spec.signal?.aborted) onAbort();
