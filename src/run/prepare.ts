@@ -19,6 +19,7 @@ import { gatherLibvirtFacts } from "../vm/libvirt.js";
 import { mapLimit } from "./concurrency.js";
 import { policyKey } from "./execute.js";
 import { openGuestTransport } from "./guest-transport.js";
+import { inShard, type Shard } from "./shard.js";
 import { openTransport, type SshContext } from "./transports.js";
 
 export interface PreparedRun {
@@ -36,6 +37,8 @@ export interface PrepareOptions {
   ssh: SshContext;
   /** Ansible's --limit: only hosts this pattern also selects. */
   limit?: string;
+  /** --shard K/N: only the guests that fall in this share. */
+  shard?: Shard;
   now?: () => Date;
 }
 
@@ -54,7 +57,7 @@ interface Discovery {
 }
 
 export async function preparePlan(options: PrepareOptions): Promise<PreparedRun> {
-  const assignments = assignGuests(options.inventory, options.plays, options.limit);
+  const assignments = assignGuests(options.inventory, options.plays, options.limit, options.shard);
   const hosts = options.inventory.hosts.filter((h) => assignments.has(h.name));
   const policies = new Map<string, ReclaimPolicy>();
   const transports = new Map<string, Transport>();
@@ -76,7 +79,9 @@ export async function preparePlan(options: PrepareOptions): Promise<PreparedRun>
           const found = await discoverGuests(opened.transport, d.discover, d.play.policy);
           notes.push(...found.notes.map((n) => `play '${d.play.name}': ${n}`));
           mine.push(
-            ...found.guests.map((guest) => ({ play: d.play, playIndex: d.playIndex, guest, pinned: true })),
+            ...found.guests
+              .filter((guest) => inShard(options.shard, host.name, guest.name))
+              .map((guest) => ({ play: d.play, playIndex: d.playIndex, guest, pinned: true })),
           );
         }
         mine.sort((a, b) => a.playIndex - b.playIndex);
@@ -285,6 +290,7 @@ function assignGuests(
   inventory: Inventory,
   plays: readonly Play[],
   limit: string | undefined,
+  shard: Shard | undefined,
 ): Map<string, (Assignment | Discovery)[]> {
   const limited = limit === undefined ? undefined : selectHosts(inventory, limit);
   if (limited && "error" in limited) throw new UsageError(`--limit: ${limited.error}`);
@@ -301,6 +307,8 @@ function assignGuests(
     for (const guest of play.guests) {
       const targets = guest.host !== undefined ? names.filter((n) => n === guest.host) : names;
       for (const name of targets) {
+        // A guest without `host:` is sharded by its name alone: the same share on every host.
+        if (!inShard(shard, guest.host ?? "", guest.name)) continue;
         const list = out.get(name) ?? [];
         list.push({ play, playIndex, guest, pinned: guest.host !== undefined || names.length === 1 });
         out.set(name, list);
