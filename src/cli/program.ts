@@ -3,7 +3,6 @@
  * Nothing here exits the process; main.ts does, once.
  */
 
-import { createRequire } from "node:module";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { formatDiagnostic, sortDiagnostics } from "../config/diagnostic.js";
 import { demoCommand } from "../demo/demo-command.js";
@@ -14,9 +13,10 @@ import { applyCommand, planCommand } from "./commands/run.js";
 import { schemaCommand } from "./commands/schema.js";
 import { validateCommand } from "./commands/validate.js";
 import { type CliIo, print } from "./io.js";
+import type { ReportFiles } from "./reports.js";
+import { VERSION } from "./version.js";
 
 const DEFAULT_FORKS = 5;
-const { version } = createRequire(import.meta.url)("../../package.json") as { version: string };
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -28,7 +28,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
   let code: number = EXIT.ok;
   const program = new Command("reclaim")
     .description("Give disk space back from KVM virtual machines, safely.")
-    .version(version)
+    .version(VERSION)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
     .showSuggestionAfterError(true);
@@ -47,7 +47,30 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
         "record the key of a host not yet in known_hosts (a changed key is still refused)",
       )
       .option("--insecure-no-host-key-check", "DANGEROUS: do not check host keys at all")
-      .option("-l, --limit <pattern>", "only hosts this Ansible host pattern also selects");
+      .option("-l, --limit <pattern>", "only hosts this Ansible host pattern also selects")
+      .option(
+        "--shard <K/N>",
+        "only the K-th of N shares of the guests (for CI matrices; stable across runs)",
+      );
+  /** Reports for pipelines; the JUnit report only where something is applied. */
+  const reportOptions = (command: Command, what: "plan" | "apply") => {
+    command
+      .option(
+        "--report-json <file>",
+        what === "plan"
+          ? "write the plan as a JSON report"
+          : "write the plan and every result as a JSON report",
+      )
+      .option(
+        "--markdown <file>",
+        what === "plan"
+          ? "write a Markdown summary of the plan (also appended to $GITHUB_STEP_SUMMARY when set)"
+          : "write a Markdown summary of the run (also appended to $GITHUB_STEP_SUMMARY when set)",
+      );
+    if (what === "apply")
+      command.option("--junit <file>", "write a JUnit XML report: one testcase per guest disk");
+    return command;
+  };
   const forksOption = () =>
     new Option("-f, --forks <n>", "hosts worked on in parallel")
       .default(DEFAULT_FORKS)
@@ -69,46 +92,64 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     forks: o.forks,
     json: Boolean(o.json),
     ...(o.limit ? { limit: o.limit } : {}),
+    ...(o.shard !== undefined ? { shard: o.shard } : {}),
+    ...(o.lockTimeout !== undefined ? { lockTimeout: o.lockTimeout } : {}),
     ssh: {
       ...(o.sshConfig ? { sshConfig: o.sshConfig } : {}),
       ...(o.knownHosts ? { knownHosts: o.knownHosts } : {}),
       acceptNewHostKeys: Boolean(o.acceptNewHostKeys),
       insecureNoHostKeyCheck: Boolean(o.insecureNoHostKeyCheck),
     },
+    reports: reportsOf(o),
     ...signalOf(signal),
   });
 
-  sshOptions(
-    program
-      .command("plan")
-      .description("show what apply would do, without changing anything")
-      .addOption(inventoryOption())
-      .addOption(forksOption())
-      .option("--json", "print the plan as JSON")
-      .option(
-        "--detailed-exitcode",
-        "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
-      ),
+  reportOptions(
+    sshOptions(
+      program
+        .command("plan")
+        .description("show what apply would do, without changing anything")
+        .addOption(inventoryOption())
+        .addOption(forksOption())
+        .option("--json", "print the plan as JSON")
+        .option(
+          "--detailed-exitcode",
+          "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
+        )
+        .option("--out <file>", "save the plan, to carry it out later with `reclaim apply FILE`"),
+    ),
+    "plan",
   )
     .argument("<playbook...>")
-    .action(async (playbooks: string[], o: RunFlags & { detailedExitcode?: boolean }) => {
+    .action(async (playbooks: string[], o: RunFlags & { detailedExitcode?: boolean; out?: string }) => {
       code = await planCommand(
-        { ...runOptions(playbooks, o), detailedExitcode: Boolean(o.detailedExitcode) },
+        {
+          ...runOptions(playbooks, o),
+          detailedExitcode: Boolean(o.detailedExitcode),
+          ...(o.out ? { out: o.out } : {}),
+        },
         io,
       );
     });
 
-  sshOptions(
-    program
-      .command("apply")
-      .description("plan, confirm, then reclaim: rewrite each qualifying image, verified, atomically")
-      .addOption(inventoryOption())
-      .addOption(forksOption())
-      .option("-y, --yes", "do not ask for confirmation (required when not at a terminal)")
-      .option("--check", "only show the plan (the same as `reclaim plan`)")
-      .option("--json", "print the plan and the results as JSON"),
+  reportOptions(
+    sshOptions(
+      program
+        .command("apply")
+        .description("plan, confirm, then reclaim: rewrite each qualifying image, verified, atomically")
+        .addOption(inventoryOption())
+        .addOption(forksOption())
+        .option("-y, --yes", "do not ask for confirmation (required when not at a terminal)")
+        .option(
+          "--lock-timeout <duration>",
+          "how long to wait for a disk another runner is working on, then skip it (default 5m)",
+        )
+        .option("--check", "only show the plan (the same as `reclaim plan`)")
+        .option("--json", "print the plan and the results as JSON"),
+    ),
+    "apply",
   )
-    .argument("<playbook...>")
+    .argument("<playbook...>", "playbooks, or one plan saved with `reclaim plan --out FILE`")
     .action(async (playbooks: string[], o: RunFlags & { yes?: boolean; check?: boolean }) => {
       const common = runOptions(playbooks, o);
       code = o.check
@@ -127,8 +168,8 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
 
   program
     .command("schema")
-    .description("print a JSON Schema (playbook or inventory)")
-    .argument("<name>", "playbook | inventory")
+    .description("print a JSON Schema (playbook, inventory, plan, apply-result or report)")
+    .argument("<name>", "playbook | inventory | plan | apply-result | report")
     .action(async (name: string) => {
       code = await schemaCommand(name, io);
     });
@@ -139,8 +180,12 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
       "build a bloated image in a temporary directory, plan, apply, and show a second run changes nothing",
     )
     .option("--keep", "keep the temporary directory to look at")
-    .action(async (o: { keep?: boolean }) => {
-      code = await demoCommand({ keep: Boolean(o.keep), ...signalOf(signal) }, io);
+    .option(
+      "--vm",
+      "do it on a real Linux guest booted under QEMU: fill inside, power off, rewrite, start again",
+    )
+    .action(async (o: { keep?: boolean; vm?: boolean }) => {
+      code = await demoCommand({ keep: Boolean(o.keep), vm: Boolean(o.vm), ...signalOf(signal) }, io);
     });
 
   try {
@@ -155,11 +200,26 @@ interface RunFlags {
   inventory?: string;
   forks: number;
   limit?: string;
+  shard?: string;
+  lockTimeout?: string;
   json?: boolean;
   sshConfig?: string;
   knownHosts?: string;
   acceptNewHostKeys?: boolean;
   insecureNoHostKeyCheck?: boolean;
+  reportJson?: string;
+  junit?: string;
+  markdown?: string;
+}
+
+/** The report files asked for; GitHub's step summary is always appended to when it is set. */
+function reportsOf(o: RunFlags): ReportFiles {
+  return {
+    ...(o.reportJson ? { reportJson: o.reportJson } : {}),
+    ...(o.junit ? { junit: o.junit } : {}),
+    ...(o.markdown ? { markdown: o.markdown } : {}),
+    stepSummary: true,
+  };
 }
 
 function inventoryOf(o: { inventory?: string }): { inventory?: string } {

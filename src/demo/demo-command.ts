@@ -2,6 +2,7 @@
  * `reclaim demo`: the whole job on this machine, with nothing to set up. It builds a bloated image
  * in a temporary directory, shows the plan, applies it through the same code as `reclaim apply`,
  * proves the data is unchanged and that a second run changes nothing, then removes everything.
+ * `--vm` does it on a real guest VM instead (vm-demo.ts).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,18 +11,27 @@ import { applyCommand, planCommand } from "../cli/commands/run.js";
 import { type CliIo, print } from "../cli/io.js";
 import { formatBytes } from "../config/units.js";
 import { RunError } from "../errors.js";
-import { gather } from "../facts/fact.js";
-import { fileStat } from "../facts/file-stat.js";
 import { createLocalTransport } from "../transport/local.js";
 import { describeFailure } from "../transport/transport.js";
 import { createBloatedImage } from "./bloated-image.js";
+import { allocatedBytes, fileIdentity } from "./image-state.js";
+import { vmDemo } from "./vm-demo.js";
 
 const MiB = 1024 * 1024;
 
-export async function demoCommand(
-  options: { keep: boolean; signal?: AbortSignal },
-  io: CliIo,
-): Promise<number> {
+export interface DemoOptions {
+  keep: boolean;
+  /** On a real guest VM booted under QEMU, rather than on an image alone. */
+  vm: boolean;
+  signal?: AbortSignal;
+}
+
+export function demoCommand(options: DemoOptions, io: CliIo): Promise<number> {
+  const { vm, ...rest } = options;
+  return vm ? vmDemo(rest, io) : imageDemo(rest, io);
+}
+
+async function imageDemo(options: { keep: boolean; signal?: AbortSignal }, io: CliIo): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), "reclaim-demo-"));
   const transport = createLocalTransport();
   const say = (text: string) => print(io.stdout, text);
@@ -36,7 +46,7 @@ export async function demoCommand(
     });
     const cp = await transport.run({ argv: ["cp", "--sparse=always", "--", image, reference] });
     if (cp.exitCode !== 0) throw new RunError(describeFailure(cp));
-    const before = await allocated(image);
+    const before = await allocatedBytes(transport, image);
     await writeFile(
       join(dir, "inventory.yml"),
       "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n",
@@ -78,7 +88,7 @@ export async function demoCommand(
     say("\n== 3. Apply (reclaim apply --yes)\n");
     const applied = await applyCommand({ ...common, yes: true }, io);
     if (applied !== 0) return applied;
-    const after = await allocated(image);
+    const after = await allocatedBytes(transport, image);
     const compare = await transport.run({
       argv: ["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", reference, image],
     });
@@ -91,9 +101,9 @@ export async function demoCommand(
     );
 
     say("\n== 4. Apply again: nothing left to do\n");
-    const inodeBefore = await identity(image);
+    const inodeBefore = await fileIdentity(transport, image);
     const again = await applyCommand({ ...common, yes: true }, io);
-    if (again !== 0 || (await identity(image)) !== inodeBefore) {
+    if (again !== 0 || (await fileIdentity(transport, image)) !== inodeBefore) {
       throw new RunError("the second run should have left the image untouched");
     }
     say(
@@ -104,16 +114,5 @@ export async function demoCommand(
     await transport.close();
     if (options.keep) say(`(kept ${dir})`);
     else await rm(dir, { recursive: true, force: true });
-  }
-
-  async function identity(path: string): Promise<string> {
-    const stat = await gather(transport, fileStat, { path });
-    return stat.exists ? `${stat.device}:${stat.inode}:${stat.mtimeSec}` : "missing";
-  }
-
-  async function allocated(path: string): Promise<number> {
-    const stat = await gather(transport, fileStat, { path });
-    if (!stat.exists) throw new RunError(`${path} vanished`);
-    return stat.allocated;
   }
 }

@@ -110,6 +110,7 @@ export function decideDisk({
   const described = {
     identity,
     virtualSize: info.virtualSize,
+    ...(facts.inUse ? { inUse: true } : {}),
     ...(facts.inUse && guestStops ? { afterShutdown: true } : {}),
   };
   if (facts.inUse && !guestStops)

@@ -73,6 +73,8 @@ export interface DiskPlan {
    * and apply decides again after the guest-side steps whether the shutdown is worth it.
    */
   afterShutdown?: boolean;
+  /** A running process held the image's lock when planned: its size and mtime move while it runs. */
+  inUse?: boolean;
 }
 
 /** A guest-side step on one filesystem: trim, fill with a bounded amount of zeros, or nothing. */

@@ -37,6 +37,11 @@ export function formatPlan(plan: Plan): string {
   return lines.join("\n");
 }
 
+/** The word the plan uses for a disk's action. */
+export function actionWord(action: DiskPlan["action"]): string {
+  return VERB[action];
+}
+
 function formatDisk(disk: DiskPlan): string[] {
   const lines = [`    ${disk.path}`, `      ${VERB[disk.action]}: ${disk.reason}`];
   if (disk.estimate) {
@@ -73,7 +78,8 @@ export function formatTotals(plan: Plan): string {
   return `Plan: ${disks(t.disksToRewrite)} to rewrite, ${t.disksOk} ok, ${t.disksSkipped} skipped${reclaim}${inside}${down}${maybe}${unreachable ? `; ${unreachable} host(s) unreachable` : ""}.`;
 }
 
-function describeVm(vm: GuestVmPlan, fillBytes: number): string {
+/** What happens to a guest's VM, in one line: its state, and the shutdown and start if planned. */
+export function describeVm(vm: GuestVmPlan, fillBytes: number): string {
   const limit = `${Math.round(vm.timeoutMs / 1000)} s`;
   const stop =
     vm.manager === "libvirt"
@@ -91,7 +97,8 @@ function describeVm(vm: GuestVmPlan, fillBytes: number): string {
   return vm.state;
 }
 
-function describeZeroStep(step: ZeroStep, windows: boolean): string {
+/** One guest-side step as the plan says it. */
+export function describeZeroStep(step: ZeroStep, windows: boolean): string {
   switch (step.kind) {
     case "trim":
       return windows

@@ -9,9 +9,9 @@ export function formatRecap(result: RunResult): string {
       `${(g.ok ? "guest" : "failed").padEnd(7)} ${g.host} ${g.guest} (inside the guest): ${g.message}`,
     );
   }
-  for (const v of result.vms) {
+  for (const v of result.vms.filter((r) => !r.idle)) {
     lines.push(
-      `${(v.ok ? v.action : "failed").padEnd(7)} ${v.host} ${v.guest} (${v.action}, ${v.manager}): ${v.message}`,
+      `${(v.ok ? (v.action === "shutdown" ? "stopped" : "started") : "failed").padEnd(7)} ${v.host} ${v.guest} (${v.action}, ${v.manager}): ${v.message}`,
     );
   }
   for (const d of result.disks) {

@@ -313,6 +313,7 @@ async function vmAction(
     manager: vm.manager,
     ok: outcome.ok,
     message: outcome.message,
+    ...(outcome.idle ? { idle: true } : {}),
     durationMs: performance.now() - started,
   };
   options.emit({ type: "vm-end", result });

@@ -53,6 +53,8 @@ export interface VmActionResult {
   manager: "libvirt" | "guest";
   ok: boolean;
   message: string;
+  /** Nothing needed doing: the recap leaves it out. */
+  idle?: boolean;
   durationMs: number;
 }
 

@@ -29,6 +29,8 @@ export interface VmTarget {
 export interface VmOutcome {
   ok: boolean;
   message: string;
+  /** Nothing needed doing (a guest that never went down is not started). */
+  idle?: boolean;
 }
 
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -76,7 +78,7 @@ export async function startVm(target: VmTarget): Promise<VmOutcome> {
   if (plan.manager === "libvirt") {
     const now = await gather(hypervisor, domainState, libvirtArgs(target));
     if (now.kind === "domain" && now.state === "running")
-      return { ok: true, message: "still running: it never went down" };
+      return { ok: true, idle: true, message: "still running: it never went down" };
     // Half-way down (a shutdown given up on at the timeout): it may yet stop, and stay off.
     if (now.kind === "domain" && now.state !== "shut off")
       return {

@@ -169,7 +169,9 @@ describe("the command line", () => {
     const run = await runCliProcess(["schema", "nope"]);
     expect(run.code).toBe(EXIT.usage);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toBe("reclaim: schema: unknown schema 'nope'; expected one of playbook, inventory\n");
+    expect(run.stderr).toBe(
+      "reclaim: schema: unknown schema 'nope'; expected one of playbook, inventory, plan, apply-result, report\n",
+    );
   });
 
   it("prints the version from package.json", async () => {
@@ -412,5 +414,33 @@ describe("--limit", { timeout: 60_000 }, () => {
     const nothing = await runCliProcess(["plan", "-i", inventory, "--limit", "kvm-z*", playbook]);
     expect(nothing.code).toBe(EXIT.usage);
     expect(nothing.stderr).toMatch(/--limit: pattern 'kvm-z\*' matches no host or group/);
+  });
+});
+
+describe("reclaim plan --shard", () => {
+  it("plans each guest in exactly one of the shards", async () => {
+    const dir = workspace("reclaim-cli-shard-").dir;
+    const names = Array.from({ length: 8 }, (_, i) => `vm${i}`);
+    const playbook = join(dir, "playbook.yml");
+    writeFileSync(
+      playbook,
+      `- name: shards\n  hosts: localhost\n  policy: { zero: none }\n  guests:\n${names.map((n) => `    - { name: ${n}, disks: [${join(dir, `${n}.qcow2`)}] }`).join("\n")}\n`,
+    );
+    const inventory = writeLocalInventory(dir);
+    const planned = async (shard: string) => {
+      const run = await runCliProcess(["plan", "--json", "--shard", shard, "-i", inventory, playbook]);
+      expect(run.code, run.stderr).toBe(EXIT.ok);
+      const plan = JSON.parse(run.stdout) as { hosts: { guests: { name: string }[] }[] };
+      return plan.hosts.flatMap((h) => h.guests.map((g) => g.name));
+    };
+    const shares = await Promise.all(["1/3", "2/3", "3/3"].map(planned));
+    expect(shares.flat().sort()).toEqual([...names].sort());
+    expect(shares.every((share) => share.length < names.length)).toBe(true);
+  });
+
+  it("refuses a shard that is not K/N, before reading anything", async () => {
+    const run = await runCliProcess(["plan", "--shard", "0/2", "no-such-playbook.yml"]);
+    expect(run.code).toBe(EXIT.usage);
+    expect(run.stderr).toContain("--shard: expected K/N with 1 ≤ K ≤ N, such as 2/4, found '0/2'");
   });
 });

@@ -145,9 +145,9 @@ describe("a running guest shut down for its rewrite (guest manager, over SSH)", 
     const run = await reclaim(["apply", "--yes", ...files(fillGuest, fillImage, "fill")]);
     expect(run.code, shown(run)).toBe(0);
     expect(run.stdout).toMatch(/\/data: wrote [\d.]+ MiB of zeros/);
-    expect(run.stdout).toMatch(/shutdown .*fill \(shutdown, guest\): shut down in/);
+    expect(run.stdout).toMatch(/^stopped kvm fill \(shutdown, guest\): shut down in/m);
     expect(run.stdout).toMatch(/changed .*fill\.qcow2/);
-    expect(run.stdout).toMatch(/start .*fill \(start, guest\): started again \(touch /);
+    expect(run.stdout).toMatch(/^started kvm fill \(start, guest\): started again \(touch /m);
     expect(existsSync(join(dir, "started-fill"))).toBe(true);
     // The guest powered itself off: QEMU is gone, the image rewritten from 700+ MiB to about its files.
     await fillGuest.exited;

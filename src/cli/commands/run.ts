@@ -1,8 +1,20 @@
 /** `reclaim plan` and `reclaim apply`: read → validate → plan → (confirm) → apply → recap. */
+
+import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline/promises";
-import { CancelledError, UsageError } from "../../errors.js";
+import { parseDuration } from "../../config/units.js";
+import { CancelledError, RunError, UsageError } from "../../errors.js";
 import { hasChanges } from "../../plan/build.js";
 import type { Plan } from "../../plan/plan.js";
+import {
+  planToApply,
+  SAVED_PLAN_FORMAT,
+  SAVED_PLAN_VERSION,
+  type SavedPlan,
+  type SourceFile,
+  sha256,
+  staleness,
+} from "../../plan/saved.js";
 import { EXIT, exitCodeOf } from "../../report/exit-code.js";
 import { createPlainRenderer } from "../../report/plain-renderer.js";
 import { formatPlan } from "../../report/plan-text.js";
@@ -12,11 +24,14 @@ import { silentRenderer } from "../../report/renderer.js";
 import { executePlan } from "../../run/execute.js";
 import { closePrepared, type PreparedRun, preparePlan } from "../../run/prepare.js";
 import type { RunResult } from "../../run/results.js";
+import { parseShard, type Shard } from "../../run/shard.js";
 import { type SshContext, sshContextFrom } from "../../run/transports.js";
 import { loadWorkspace, type Workspace } from "../../run/workspace.js";
 import type { SshOverrides } from "../../transport/ssh/settings.js";
 import { type CliIo, print } from "../io.js";
 import { passphrasePrompter } from "../prompt.js";
+import { type ReportFiles, writeFileAtomic, writeReports } from "../reports.js";
+import { VERSION } from "../version.js";
 
 export interface RunOptions {
   inventory?: string;
@@ -25,8 +40,14 @@ export interface RunOptions {
   forks: number;
   /** Ansible's --limit pattern. */
   limit?: string;
+  /** --shard K/N, as written. */
+  shard?: string;
+  /** --lock-timeout, as written (a duration). */
+  lockTimeout?: string;
   ssh: SshCliOptions;
   signal?: AbortSignal;
+  /** Reports for pipelines; absent, none is written (not even GitHub's step summary). */
+  reports?: ReportFiles;
 }
 
 export interface SshCliOptions {
@@ -41,14 +62,32 @@ async function readAndPlan(
   options: RunOptions,
   io: CliIo,
 ): Promise<{ workspace: Workspace; prepared: PreparedRun }> {
+  const shard = shardOf(options.shard);
   const workspace = await loadWorkspace(options.inventory, options.playbooks);
   const prepared = await preparePlan({
     ...workspace,
     forks: options.forks,
     ssh: await sshContext(options.ssh, io),
     ...(options.limit ? { limit: options.limit } : {}),
+    ...shard,
   });
   return { workspace, prepared };
+}
+
+function shardOf(text: string | undefined): { shard?: Shard } {
+  if (text === undefined) return {};
+  const shard = parseShard(text);
+  if (!shard) throw new UsageError(`--shard: expected K/N with 1 ≤ K ≤ N, such as 2/4, found '${text}'`);
+  return { shard };
+}
+
+/** --lock-timeout in milliseconds, checked before anything is contacted. */
+function lockWaitOf(text: string | undefined): { lockWaitMs?: number } {
+  if (text === undefined) return {};
+  const ms = parseDuration(text);
+  if (ms === undefined)
+    throw new UsageError(`--lock-timeout: expected a duration such as 90s or 5m, found '${text}'`);
+  return { lockWaitMs: ms };
 }
 
 async function sshContext(options: SshCliOptions, io: CliIo): Promise<SshContext> {
@@ -78,6 +117,8 @@ async function sshContext(options: SshCliOptions, io: CliIo): Promise<SshContext
 
 export interface PlanOptions extends RunOptions {
   detailedExitcode: boolean;
+  /** --out: save the plan, for `reclaim apply FILE`. */
+  out?: string;
 }
 
 export interface ApplyOptions extends RunOptions {
@@ -85,21 +126,41 @@ export interface ApplyOptions extends RunOptions {
 }
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
+  if (options.reports?.junit)
+    throw new UsageError("--junit reports what apply did: it needs an apply, not a plan or --check");
+  const startedAt = new Date().toISOString();
   const { prepared } = await readAndPlan(options, io);
   await closePrepared(prepared);
   const { plan } = prepared;
   print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-  if (plan.hosts.some((h) => h.unreachable)) return EXIT.unreachable;
-  if (options.detailedExitcode && hasChanges(plan)) return EXIT.changesPending;
-  return EXIT.ok;
+  if (options.out) {
+    const saved = await savedPlanOf(options, plan);
+    try {
+      await writeFileAtomic(options.out, `${JSON.stringify(saved, null, 2)}\n`);
+    } catch (error) {
+      throw new RunError(`cannot save the plan to ${options.out}: ${(error as Error).message}`);
+    }
+    if (!options.json)
+      print(io.stdout, `\nSaved the plan to ${options.out}: apply it with \`reclaim apply ${options.out}\`.`);
+  }
+  const code = plan.hosts.some((h) => h.unreachable)
+    ? EXIT.unreachable
+    : options.detailedExitcode && hasChanges(plan)
+      ? EXIT.changesPending
+      : EXIT.ok;
+  return withReports(code, io, options, { plan, startedAt });
 }
 
 export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<number> {
+  const saved = await readSavedPlanArgument(options.playbooks);
+  if (saved) return applySavedPlan(saved, options, io);
   if (!options.yes && !io.interactive) {
     throw new UsageError(
       "apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)",
     );
   }
+  const startedAt = new Date().toISOString();
+  const lockWait = lockWaitOf(options.lockTimeout);
   const { workspace, prepared } = await readAndPlan(options, io);
   try {
     const { plan } = prepared;
@@ -110,10 +171,11 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
         plays: workspace.plays,
         emit: () => {},
         forks: options.forks,
+        ...lockWait,
         ...signalOf(options),
       });
       report(io, options, plan, result, "No changes: nothing to apply.");
-      return exitCodeOf(result);
+      return await withReports(exitCodeOf(result), io, options, { plan, result, startedAt });
     }
     if (!options.yes) await confirm(io);
     const renderer = await chooseRenderer(io, options);
@@ -122,12 +184,13 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
       plays: workspace.plays,
       emit: (e) => renderer.onEvent(e),
       forks: options.forks,
+      ...lockWait,
       ...signalOf(options),
     });
     await renderer.done();
     report(io, options, plan, result);
-    if (options.signal?.aborted) return EXIT.interrupted;
-    return exitCodeOf(result);
+    const code = options.signal?.aborted ? EXIT.interrupted : exitCodeOf(result);
+    return await withReports(code, io, options, { plan, result, startedAt });
   } finally {
     await closePrepared(prepared);
   }
@@ -154,6 +217,22 @@ function report(io: CliIo, options: RunOptions, plan: Plan, result: RunResult, h
   print(io.stdout, `\n${formatRecap(result)}`);
 }
 
+/**
+ * Writes the reports asked for once the run is over. One that cannot be written is an error that
+ * stopped the run (exit 1), said after the run's own output; an interruption stays one.
+ */
+async function withReports(
+  code: number,
+  io: CliIo,
+  options: RunOptions,
+  sources: { plan: Plan; result?: RunResult; startedAt: string },
+): Promise<number> {
+  if (!options.reports) return code;
+  const problems = await writeReports(options.reports, { ...sources, toolVersion: VERSION, env: io.env });
+  for (const problem of problems) print(io.stderr, `reclaim: ${problem}`);
+  return problems.length > 0 && code !== EXIT.interrupted ? EXIT.error : code;
+}
+
 async function confirm(io: CliIo): Promise<void> {
   const rl = createInterface({ input: io.stdin, output: io.stdout });
   try {
@@ -161,5 +240,106 @@ async function confirm(io: CliIo): Promise<void> {
     if (answer.trim() !== "yes") throw new CancelledError("apply cancelled: nothing was changed");
   } finally {
     rl.close();
+  }
+}
+
+async function digestOf(path: string): Promise<SourceFile> {
+  try {
+    return { path, sha256: sha256(await readFile(path)) };
+  } catch (error) {
+    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+async function savedPlanOf(options: PlanOptions, plan: Plan): Promise<SavedPlan> {
+  return {
+    format: SAVED_PLAN_FORMAT,
+    version: SAVED_PLAN_VERSION,
+    tool: { name: "reclaim", version: VERSION },
+    playbooks: await Promise.all(options.playbooks.map(digestOf)),
+    ...(options.inventory ? { inventory: await digestOf(options.inventory) } : {}),
+    options: {
+      ...(options.limit ? { limit: options.limit } : {}),
+      ...(options.shard ? { shard: options.shard } : {}),
+    },
+    plan,
+  };
+}
+
+/** A single argument that is a saved plan (JSON of ours), or undefined for playbooks. */
+async function readSavedPlanArgument(args: readonly string[]): Promise<SavedPlan | undefined> {
+  if (args.length !== 1) return undefined;
+  let text: string;
+  try {
+    text = await readFile(args[0] as string, "utf8");
+  } catch {
+    return undefined; // the playbook loader reports a missing file with its own words
+  }
+  if (!text.trimStart().startsWith("{")) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${args[0]}: not a saved plan (invalid JSON: ${(error as Error).message})`);
+  }
+  const saved = value as Partial<SavedPlan>;
+  if (saved.format !== SAVED_PLAN_FORMAT) throw new UsageError(`${args[0]}: not a saved plan of reclaim`);
+  if (saved.version !== SAVED_PLAN_VERSION)
+    throw new UsageError(
+      `${args[0]}: a saved plan of version ${saved.version}; this reclaim reads version ${SAVED_PLAN_VERSION}`,
+    );
+  if (!Array.isArray(saved.playbooks) || !saved.plan || !Array.isArray(saved.plan.hosts))
+    throw new UsageError(`${args[0]}: the saved plan is incomplete`);
+  return saved as SavedPlan;
+}
+
+/**
+ * Terraform's `apply PLANFILE`: the facts are gathered again from the same files and options; if
+ * anything the plan was made from has changed, nothing is done and every change is named.
+ * Otherwise exactly the saved plan is carried out (it was reviewed: no confirmation is asked).
+ */
+async function applySavedPlan(saved: SavedPlan, options: ApplyOptions, io: CliIo): Promise<number> {
+  if (options.inventory || options.limit || options.shard)
+    throw new UsageError(
+      "a saved plan names its own inventory, --limit and --shard: pass only the plan file",
+    );
+  const startedAt = new Date().toISOString();
+  const lockWait = lockWaitOf(options.lockTimeout);
+  const files = {
+    playbooks: await Promise.all(saved.playbooks.map((f) => digestOf(f.path))),
+    ...(saved.inventory ? { inventory: await digestOf(saved.inventory.path) } : {}),
+  };
+  const replanned: ApplyOptions = {
+    ...options,
+    playbooks: saved.playbooks.map((f) => f.path),
+    ...(saved.inventory ? { inventory: saved.inventory.path } : {}),
+    ...(saved.options.limit ? { limit: saved.options.limit } : {}),
+    ...(saved.options.shard ? { shard: saved.options.shard } : {}),
+  };
+  const { workspace, prepared } = await readAndPlan(replanned, io);
+  try {
+    const stale = staleness(saved, files, prepared.plan);
+    if (stale.length > 0)
+      throw new RunError(
+        `the saved plan is stale; nothing was changed. Make a new one with reclaim plan --out:\n  ${stale.join("\n  ")}`,
+      );
+    const plan = planToApply(saved, prepared.plan);
+    if (!options.json) print(io.stdout, formatPlan(plan));
+    const renderer = await chooseRenderer(io, options);
+    const result = await executePlan({
+      ...prepared,
+      plan,
+      plays: workspace.plays,
+      emit: (e) => renderer.onEvent(e),
+      forks: options.forks,
+      ...lockWait,
+      ...signalOf(options),
+    });
+    await renderer.done();
+    report(io, options, plan, result);
+    const code = options.signal?.aborted ? EXIT.interrupted : exitCodeOf(result);
+    return await withReports(code, io, options, { plan, result, startedAt });
+  } finally {
+    await closePrepared(prepared);
   }
 }

@@ -10,18 +10,21 @@
  * leaves no QEMU behind; shutdown()/kill() end it by PID. Several guests boot in parallel.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeBootInitrd } from "../../../src/demo/boot-initrd.js";
+import { guestQemuArgs, QEMU } from "../../../src/demo/guest-qemu-args.js";
 import { registerCleanup } from "../cleanup.js";
 import { runSsh, type SshRun, sshArgs } from "../client.js";
 import { isAlive, type ProcInfo, procInfo, signal, sleep } from "../proc.js";
 import { freePort, generateKey, type Lab } from "../sshd.js";
 import { ensureGuestArtifacts, type GuestArtifacts } from "./build.js";
-import { newcArchive } from "./cpio.js";
 
-export const QEMU = "qemu-system-x86_64";
+/** QEMU's program and the per-boot initramfs (base + authorized keys), shared with `reclaim demo --vm`. */
+export { QEMU, writeBootInitrd };
+
 const LOG_LIMIT = 1 << 20;
 
 export interface BootOptions {
@@ -147,27 +150,6 @@ export function bootKeys(
   return { identityFile, keys };
 }
 
-/**
- * Writes the per-boot initramfs to `path`: a copy of the cached base with an archive appended that
- * holds root's authorized keys. The cache never holds a key.
- */
-export function writeBootInitrd(base: string, path: string, keys: readonly string[]): void {
-  copyFileSync(base, path);
-  appendFileSync(
-    path,
-    newcArchive([
-      { name: "etc", type: "dir", mode: 0o755 },
-      { name: "etc/reclaim", type: "dir", mode: 0o755 },
-      {
-        name: "etc/reclaim/authorized_keys",
-        type: "file",
-        mode: 0o600,
-        data: keys.map((k) => `${k.trim()}\n`).join(""),
-      },
-    ]),
-  );
-}
-
 export interface LoginWait {
   /** Names the guest in messages. */
   name: string;
@@ -250,56 +232,6 @@ interface Started {
   unregister: () => void;
 }
 
-function qemuArgs(o: {
-  name: string;
-  kernel: string;
-  initrd: string;
-  memoryMiB: number;
-  dataImage: string;
-  discard: string;
-  port: number;
-}): string[] {
-  return [
-    "-name",
-    `reclaim-${o.name}`,
-    "-machine",
-    "q35",
-    "-accel",
-    "tcg",
-    // RDRAND lets the guest's RNG initialise at once (dropbearkey would otherwise wait ~1 s).
-    "-cpu",
-    "qemu64,+rdrand",
-    "-smp",
-    "1",
-    "-m",
-    String(o.memoryMiB),
-    "-nodefaults",
-    "-no-user-config",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-chardev",
-    "stdio,id=con0,signal=off",
-    "-serial",
-    "chardev:con0",
-    "-kernel",
-    o.kernel,
-    "-initrd",
-    o.initrd,
-    "-append",
-    // panic=-1: a panic (init failed) reboots at once, and -no-reboot turns that into QEMU's exit.
-    "console=ttyS0 quiet panic=-1",
-    "-drive",
-    `file=${o.dataImage},if=none,id=d0,format=qcow2,discard=${o.discard},detect-zeroes=off`,
-    "-device",
-    "virtio-blk-pci,drive=d0",
-    "-netdev",
-    `user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:${o.port}-:22`,
-    "-device",
-    "virtio-net-pci,netdev=n0",
-  ];
-}
-
 async function startQemu(args: string[], port: number, dir: string): Promise<Started> {
   const child = spawn(QEMU, args, {
     detached: true,
@@ -375,14 +307,15 @@ export async function bootGuest(o: BootOptions): Promise<GuestVm> {
     for (let attempt = 0; attempt < 5 && !started; attempt++) {
       const port = await freePort("127.0.0.1");
       const s = await startQemu(
-        qemuArgs({
-          name,
+        guestQemuArgs({
+          name: `reclaim-${name}`,
           kernel: artifacts.kernel,
           initrd,
           memoryMiB,
           dataImage: o.dataImage,
           discard,
           port,
+          console: "stdio",
         }),
         port,
         dir,

@@ -123,6 +123,7 @@ describe("starting a guest again through libvirt", () => {
     const { transport, ran } = scripted({ "domstate --": state("running"), "start --": {} });
     expect(await startVm(target(libvirt, transport))).toEqual({
       ok: true,
+      idle: true,
       message: "still running: it never went down",
     });
     expect(ran).toEqual([DOMSTATE]);

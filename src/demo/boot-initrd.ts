@@ -1,7 +1,9 @@
 /**
- * A minimal newc ("070701") cpio writer: enough for the small per-boot archive that vm.ts appends
- * to the cached initramfs (Linux unpacks concatenated archives in order, later files winning).
+ * The initramfs one boot of the guest gets: the cached base (which holds no key) with a small
+ * newc ("070701") cpio archive appended that holds root's authorized keys. Linux unpacks
+ * concatenated archives in order, later files winning.
  */
+import { appendFileSync, copyFileSync } from "node:fs";
 
 export interface CpioEntry {
   /** Path without a leading slash, e.g. "etc/reclaim/authorized_keys". */
@@ -63,4 +65,25 @@ export function newcArchive(entries: readonly CpioEntry[]): Buffer {
   parts.push(record(0, "TRAILER!!!", 0, Buffer.alloc(0), 1));
   const body = Buffer.concat(parts);
   return Buffer.concat([body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+}
+
+/**
+ * Writes the per-boot initramfs to `path`: a copy of the cached base with an archive appended that
+ * holds root's authorized keys. The cache never holds a key.
+ */
+export function writeBootInitrd(base: string, path: string, keys: readonly string[]): void {
+  copyFileSync(base, path);
+  appendFileSync(
+    path,
+    newcArchive([
+      { name: "etc", type: "dir", mode: 0o755 },
+      { name: "etc/reclaim", type: "dir", mode: 0o755 },
+      {
+        name: "etc/reclaim/authorized_keys",
+        type: "file",
+        mode: 0o600,
+        data: keys.map((k) => `${k.trim()}\n`).join(""),
+      },
+    ]),
+  );
 }

@@ -1,0 +1,18 @@
+/** What the demos show and compare of an image file on this machine. */
+import { RunError } from "../errors.js";
+import { gather } from "../facts/fact.js";
+import { fileStat } from "../facts/file-stat.js";
+import type { Transport } from "../transport/transport.js";
+
+/** Bytes the file allocates on the host (st_blocks × 512). */
+export async function allocatedBytes(transport: Transport, path: string): Promise<number> {
+  const stat = await gather(transport, fileStat, { path });
+  if (!stat.exists) throw new RunError(`${path} vanished`);
+  return stat.allocated;
+}
+
+/** Device, inode and mtime: unchanged exactly when the file was left untouched. */
+export async function fileIdentity(transport: Transport, path: string): Promise<string> {
+  const stat = await gather(transport, fileStat, { path });
+  return stat.exists ? `${stat.device}:${stat.inode}:${stat.mtimeSec}` : "missing";
+}
