@@ -97,7 +97,7 @@ export async function startVm(target: VmTarget): Promise<VmOutcome> {
     return { ok: true, message: "left powered off: the play gives no vm.start_command" };
   const started = await hypervisor.run({ argv: plan.startCommand, timeoutMs: COMMAND_TIMEOUT_MS });
   return started.exitCode === 0
-    ? { ok: true, message: `started again (${plan.startCommand.join(" ")})` }
+    ? { ok: true, message: `started again (${shortCommand(plan.startCommand)})` }
     : { ok: false, message: `start_command failed: ${describeFailure(started)}` };
 }
 
@@ -149,6 +149,18 @@ function lookupMessage(lookup: { kind: string; message?: string }): string {
   if (lookup.kind === "no-virsh") return "the hypervisor has no virsh";
   if (lookup.kind === "no-domain") return "no such domain";
   return lookup.message ?? lookup.kind;
+}
+
+/** A command as a person reads it in a line: the first words, and how many more there are. */
+function shortCommand(argv: readonly string[]): string {
+  const text = argv.join(" ");
+  if (text.length <= 80) return text;
+  const shown: string[] = [];
+  for (const arg of argv) {
+    if ([...shown, arg].join(" ").length > 60) break;
+    shown.push(arg);
+  }
+  return `${shown.join(" ")} … (${argv.length - shown.length} more arguments)`;
 }
 
 function seconds(ms: number): string {
