@@ -109,7 +109,7 @@ export interface Policy {
   shutdown_timeout?: number | string;
   convert?: Convert;
   /**
-   * How many disks of one hypervisor are rewritten at the same time. Each rewrite reads and writes a whole image, so one at a time is kind to shared storage.
+   * How many disks of one hypervisor are rewritten at the same time (at most 4: each holds its lock's SSH channel and runs its steps on another). Each rewrite reads and writes a whole image, so one at a time is kind to shared storage.
    */
   max_parallel_per_host?: number;
 }

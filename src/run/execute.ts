@@ -149,6 +149,9 @@ export function batches<T>(hosts: readonly T[], serial: Serial | undefined): T[]
   return out;
 }
 
+/** Disks of one host worked on at the same time, whatever max_parallel_per_host asks. */
+export const MAX_DISKS_AT_ONCE_PER_HOST = 4;
+
 export interface HostOutcome {
   guests: GuestZeroResult[];
   vms: VmActionResult[];
@@ -169,7 +172,9 @@ async function runHost(
   const transport = options.transports.get(host.host);
   const mine = host.guests.filter((g) => g.playIndex === playIndex);
   if (!transport) return { guests: [], vms: [], disks: [] };
-  const slot = limiter(parallel);
+  // Each disk being worked on holds two SSH channels (its lock, and one step at a time) out of the
+  // connection's 8: more than 4 at once would leave steps waiting on channels held by locks.
+  const slot = limiter(Math.min(parallel, MAX_DISKS_AT_ONCE_PER_HOST));
   const done = await mapLimit(mine, parallel, (guest) =>
     runGuest(host.host, guest, transport, slot, options, run),
   );

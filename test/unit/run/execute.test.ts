@@ -127,6 +127,16 @@ describe("scheduling the work of a plan", () => {
     expect(two.maxRunning()).toBe(2);
   });
 
+  it("never works on more than 4 disks of one host at once: each holds a lock channel and a step channel", async () => {
+    const r = recorder();
+    await run(
+      planOf([{ name: "a", disks: 10 }]),
+      [play({ policy: { ...policy, maxParallelPerHost: 8 } })],
+      r.runDisk,
+    );
+    expect(r.maxRunning()).toBe(4);
+  });
+
   it("works on hosts in parallel up to forks", async () => {
     const r = recorder();
     await run(planOf(["a", "b", "c", "d"].map((name) => ({ name, disks: 1 }))), [play()], r.runDisk, 3);
