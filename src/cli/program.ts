@@ -8,6 +8,7 @@ import { formatDiagnostic, sortDiagnostics } from "../config/diagnostic.js";
 import { demoCommand } from "../demo/demo-command.js";
 import { ConfigError, ReclaimError } from "../errors.js";
 import { EXIT } from "../report/exit-code.js";
+import type { Verbosity } from "../report/verbosity.js";
 import { inventoryCommand } from "./commands/inventory.js";
 import { applyCommand, planCommand } from "./commands/run.js";
 import { schemaCommand } from "./commands/schema.js";
@@ -52,9 +53,21 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
         "--shard <K/N>",
         "only the K-th of N shares of the guests (for CI matrices; stable across runs)",
       );
+  /** How much is printed, and the audit log. */
+  const outputOptions = (command: Command) =>
+    command
+      .addOption(
+        new Option("-q, --quiet", "print only warnings, errors and the recap's summary").conflicts("verbose"),
+      )
+      .option("-v, --verbose", "print every event as a line (progress unthrottled, steps described)")
+      .option(
+        "--log <file>",
+        "append a JSON-lines audit log of the run (default: $XDG_STATE_HOME/reclaim/runs.jsonl, or under ~/.local/state)",
+      )
+      .option("--no-log", "keep no audit log of this run");
   /** Reports for pipelines; the JUnit report only where something is applied. */
   const reportOptions = (command: Command, what: "plan" | "apply") => {
-    command
+    outputOptions(command)
       .option(
         "--report-json <file>",
         what === "plan"
@@ -91,6 +104,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
     playbooks,
     forks: o.forks,
     json: Boolean(o.json),
+    diff: Boolean(o.diff),
     ...(o.limit ? { limit: o.limit } : {}),
     ...(o.shard !== undefined ? { shard: o.shard } : {}),
     ...(o.lockTimeout !== undefined ? { lockTimeout: o.lockTimeout } : {}),
@@ -101,6 +115,8 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
       insecureNoHostKeyCheck: Boolean(o.insecureNoHostKeyCheck),
     },
     reports: reportsOf(o),
+    verbosity: verbosityOf(o),
+    auditLog: { option: o.log, argv },
     ...signalOf(signal),
   });
 
@@ -116,7 +132,8 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
           "--detailed-exitcode",
           "exit 2 when there are changes to apply, 0 when there are none (as Terraform)",
         )
-        .option("--out <file>", "save the plan, to carry it out later with `reclaim apply FILE`"),
+        .option("--out <file>", "save the plan, to carry it out later with `reclaim apply FILE`")
+        .option("--diff", "under each disk, the policy values that decided it and how"),
     ),
     "plan",
   )
@@ -145,6 +162,7 @@ export async function runCli(argv: readonly string[], io: CliIo, signal?: AbortS
           "how long to wait for a disk another runner is working on, then skip it (default 5m)",
         )
         .option("--check", "only show the plan (the same as `reclaim plan`)")
+        .option("--diff", "under each disk, the policy values that decided it and how")
         .option("--json", "print the plan and the results as JSON"),
     ),
     "apply",
@@ -203,6 +221,7 @@ interface RunFlags {
   shard?: string;
   lockTimeout?: string;
   json?: boolean;
+  diff?: boolean;
   sshConfig?: string;
   knownHosts?: string;
   acceptNewHostKeys?: boolean;
@@ -210,6 +229,10 @@ interface RunFlags {
   reportJson?: string;
   junit?: string;
   markdown?: string;
+  quiet?: boolean;
+  verbose?: boolean;
+  /** --log FILE, or false for --no-log. */
+  log?: string | false;
 }
 
 /** The report files asked for; GitHub's step summary is always appended to when it is set. */
@@ -220,6 +243,10 @@ function reportsOf(o: RunFlags): ReportFiles {
     ...(o.markdown ? { markdown: o.markdown } : {}),
     stepSummary: true,
   };
+}
+
+function verbosityOf(o: RunFlags): Verbosity {
+  return o.quiet ? "quiet" : o.verbose ? "verbose" : "normal";
 }
 
 function inventoryOf(o: { inventory?: string }): { inventory?: string } {

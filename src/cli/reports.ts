@@ -91,7 +91,7 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
 }
 
 /** Why a file could not be written, in words, without the temporary file's name. */
-function reasonOf(error: unknown): string {
+export function reasonOf(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   switch (code) {
     case "ENOENT":

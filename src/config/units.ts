@@ -123,3 +123,8 @@ export function formatBytes(n: number): string {
   const text = Number.isInteger(rounded) ? String(rounded) : rounded.toFixed(1);
   return `${sign}${text} ${DISPLAY_UNITS[unit]}`;
 }
+
+/** A share for people, rounded: one decimal below 10 % (`0.8%`), whole percents above (`61%`). */
+export function formatRatio(ratio: number): string {
+  return `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)}%`;
+}

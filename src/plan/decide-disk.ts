@@ -3,12 +3,12 @@
  * Every refusal names the hazard it avoids, so the user can act on it.
  */
 import type { ReclaimPolicy } from "../config/model.js";
-import { formatBytes } from "../config/units.js";
+import { formatBytes, formatRatio } from "../config/units.js";
 import type { DiskFacts } from "../facts/disk.js";
 import { qcow2CreateOptions } from "../image/create-options.js";
 import { identityOf, type Journal, parseJournal, sameIdentity } from "../image/journal.js";
 import { imagePaths } from "../image/paths.js";
-import type { DiskPlan, Step } from "./plan.js";
+import type { DecidingPolicy, DiskPlan, Step } from "./plan.js";
 
 /** Room kept free on the host filesystem beyond what the new image needs. */
 export function freeSpaceMargin(required: number): number {
@@ -31,7 +31,12 @@ export interface DiskInput {
   zerosWritten?: number;
 }
 
-export function decideDisk({
+/** What to do with one disk and why, with the policy values it was decided under. */
+export function decideDisk(input: DiskInput): DiskPlan {
+  return { ...decideAction(input), decidedBy: decidingPolicy(input.policy) };
+}
+
+function decideAction({
   host,
   guest,
   policy,
@@ -174,12 +179,12 @@ export function decideDisk({
     const why =
       reclaim < policy.minReclaimableBytes
         ? `below min_reclaimable ${formatBytes(policy.minReclaimableBytes)}`
-        : `below min_ratio ${percent(policy.minRatio)}`;
+        : `below min_ratio ${formatRatio(policy.minRatio)}`;
     return withLeftovers({
       ...base,
       ...described,
       action: "ok",
-      reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)}), ${why}`,
+      reason: `would give back ~${formatBytes(reclaim)} (${formatRatio(ratio)}), ${why}`,
       steps: [],
       estimate,
     });
@@ -205,11 +210,25 @@ export function decideDisk({
     ...base,
     ...described,
     action: "rewrite",
-    reason: `would give back ~${formatBytes(reclaim)} (${percent(ratio)})${facts.inUse ? ", once its guest is shut down" : ""}`,
+    reason: `would give back ~${formatBytes(reclaim)} (${formatRatio(ratio)})${facts.inUse ? ", once its guest is shut down" : ""}`,
     estimate,
     convert,
     steps: rewriteSteps(paths.temp, convert.keepBackup),
   });
+}
+
+/** The values of the policy that can decide a disk, as plain data for the plan. */
+function decidingPolicy(policy: ReclaimPolicy): DecidingPolicy {
+  return {
+    minReclaimableBytes: policy.minReclaimableBytes,
+    minRatio: policy.minRatio,
+    zero: policy.zero,
+    fillReserve: { ...policy.fillReserve },
+    shutdown: policy.shutdown,
+    shutdownTimeoutMs: policy.shutdownTimeoutMs,
+    compress: policy.convert.compress,
+    keepBackup: policy.convert.keepBackup,
+  };
 }
 
 function finishPlan(
@@ -272,8 +291,4 @@ function removeLeftoversStep(leftovers: readonly string[]): Step {
 /** A stale temporary image is removed before converting, so its space counts as free. */
 function reclaimableByLeftovers(facts: DiskFacts): number {
   return facts.temp.exists ? facts.temp.allocated : 0;
-}
-
-function percent(ratio: number): string {
-  return `${(ratio * 100).toFixed(ratio < 0.1 ? 1 : 0)}%`;
 }

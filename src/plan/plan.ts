@@ -2,7 +2,7 @@
  * The plan: plain, serialisable data made by a pure function from the configuration and the facts.
  * It says, per host, guest and disk, what will be done in which order and why, or why not.
  */
-import type { Reserve, ZeroMode } from "../config/model.js";
+import type { ConvertPolicy, ReclaimPolicy, Reserve, ZeroMode } from "../config/model.js";
 import type { GuestFilesystem } from "../guest/filesystems.js";
 import type { FileIdentity } from "../image/journal.js";
 
@@ -50,6 +50,16 @@ export interface DiskEstimate {
   method: string;
 }
 
+/**
+ * The policy values a disk was decided under (its guest's policy, overrides included), so a plan
+ * shows what decided each disk (`--diff`) without the playbook at hand.
+ */
+export type DecidingPolicy = Pick<
+  ReclaimPolicy,
+  "minReclaimableBytes" | "minRatio" | "zero" | "fillReserve" | "shutdown" | "shutdownTimeoutMs"
+> &
+  Pick<ConvertPolicy, "compress" | "keepBackup">;
+
 export interface DiskPlan {
   host: string;
   guest: string;
@@ -75,6 +85,8 @@ export interface DiskPlan {
   afterShutdown?: boolean;
   /** A running process held the image's lock when planned: its size and mtime move while it runs. */
   inUse?: boolean;
+  /** The policy values it was decided under; absent in a plan saved before they were recorded. */
+  decidedBy?: DecidingPolicy;
 }
 
 /** A guest-side step on one filesystem: trim, fill with a bounded amount of zeros, or nothing. */

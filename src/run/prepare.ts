@@ -244,6 +244,10 @@ function hostSide(
   const present = facts.filter((f) => f.stat.exists && f.free);
   const side: HostSide = {};
   if (vm.discardReachesImages !== undefined) side.discardReachesImages = vm.discardReachesImages;
+  // A running guest that keeps its images (not shut down for them) gets no fill: nothing would
+  // drop the zeros.
+  if (disks.some((d) => d.inUse && !d.afterShutdown))
+    side.noRewrite = `its running guest is not shut down for its images (${vm.whyRunning ?? "it keeps them in use"})`;
   if (present.length === 0) return side;
   const free = Math.min(...present.map((f) => f.free?.availableBytes ?? 0));
   const rewrites = disks.reduce((sum, d) => sum + (d.estimate?.allocatedAfter ?? 0), 0);

@@ -51,6 +51,11 @@ export interface HostSide {
    * worth it only when the images hold that much more than the guest's files use.
    */
   slack?: { allocatedBytes: number; minReclaimableBytes: number; minRatio: number };
+  /**
+   * Why the images will not be rewritten in this run (a running guest that is not shut down):
+   * zeros written now would only grow them, so no fill is planned.
+   */
+  noRewrite?: string;
 }
 
 /**
@@ -80,7 +85,11 @@ export function decideZero(
   os: GuestOs = "linux",
 ): GuestZeroPlan {
   let room = host.roomBytes ?? Number.POSITIVE_INFINITY;
-  const notWorth = fillNotWorth(filesystems, host.slack);
+  // zero: auto picks a fill only where it can pay off; an explicit fill is the user's call.
+  const notWorth =
+    host.noRewrite && mode === "auto"
+      ? `no fill: ${host.noRewrite}, and zeros written now would only grow its image until a rewrite`
+      : fillNotWorth(filesystems, host.slack);
   const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
     if (mode === "none") return { kind: "skip", mount: fs.mount, reason: "zero: none" };
     const trimReaches = fs.discard && host.discardReachesImages !== false;

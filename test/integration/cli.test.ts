@@ -59,6 +59,20 @@ describe("reclaim validate", () => {
     expect(run.stdout).toBe("valid: 2 play(s), 4 guest(s), 5 inventory host(s)\n");
   });
 
+  it.each([
+    ["playbooks/ci-nightly.yml", "valid: 1 play(s), 3 guest(s), 3 inventory host(s)\n"],
+    ["playbooks/one-off-reclaim.yml", "valid: 1 play(s), 2 guest(s), 3 inventory host(s)\n"],
+    [
+      "playbooks/fleet-discovery.yml",
+      "valid: 1 play(s), 0 guest(s), 1 play(s) discovering guests in libvirt, 3 inventory host(s)\n",
+    ],
+  ])("accepts the example %s against the lab inventory", async (file, valid) => {
+    const run = await runCliProcess(["validate", "-i", LAB, file]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(EXIT.ok);
+    expect(run.stdout).toBe(valid);
+  });
+
   it("reports every mistake in a playbook at once, each at its exact line and column, and exits 4", async () => {
     const run = await runCliProcess(["validate", "-i", LAB, MANY_MISTAKES]);
     expect(run.code).toBe(EXIT.config);
@@ -314,6 +328,38 @@ describe("reclaim plan and apply on a real image", { timeout: 60_000 }, () => {
     expect(disk.status).toBe("changed");
     expect(disk.allocatedAfter).toBeLessThan(disk.allocatedBefore);
     expect(allocated(image)).toBeLessThan(before);
+  });
+
+  it("with --diff shows the policy values that decided the disk, and after apply compares estimate and result", async () => {
+    const { inventory, playbook } = bloatedWorkspace();
+    const size = String.raw`[\d.]+ (?:B|KiB|MiB|GiB)`;
+
+    const plan = await runCliProcess(["plan", "--diff", "-i", inventory, playbook]);
+    expect(plan.stderr).toBe("");
+    expect(plan.code).toBe(EXIT.ok);
+    expect(plan.stdout).toMatch(
+      new RegExp(
+        String.raw`^ {6}decided by:\n {8}min_reclaimable 16 MiB: would give back ~${size}, enough\n {8}min_ratio 10%: \d+% of the ${size} it allocates, enough → rewrite\n {8}zero none: nothing is freed inside the guest first\n {8}shutdown never: no running guest held the image → no shutdown for it\n`,
+        "m",
+      ),
+    );
+
+    const run = await runCliProcess(["apply", "--yes", "--diff", "-i", inventory, playbook]);
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(EXIT.ok);
+    expect(run.stdout).toMatch(/^ {6}decided by:$/m);
+    expect(run.stdout).toMatch(
+      new RegExp(
+        String.raw`^changed .*vm\.qcow2: rewritten and verified .*\(estimated ≤ ${size}, got ${size}\)$`,
+        "m",
+      ),
+    );
+    expect(run.stdout).toMatch(
+      new RegExp(
+        String.raw`^reclaimed ${size} in [\d.]+ s; 1 rewritten disk: estimated ≤ ${size}, got ${size}$`,
+        "m",
+      ),
+    );
   });
 
   it("refuses to apply without --yes when stdin is not a terminal, says to pass --yes, and changes nothing", async () => {

@@ -39,13 +39,13 @@ beforeAll(async () => {
 }, 240_000);
 
 /** A playbook for one running guest on this machine, reached directly on its forwarded port. */
-function files(guest: GuestVm, image: string, zero: string) {
+function files(guest: GuestVm, image: string, zero: string, shutdown = "never") {
   const inventory = join(dir, `${guest.name}-inventory.yml`);
   writeFileSync(inventory, "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n");
-  const playbook = join(dir, `${guest.name}-${zero}.yml`);
+  const playbook = join(dir, `${guest.name}-${zero}-${shutdown}.yml`);
   writeFileSync(
     playbook,
-    `- name: guest side\n  hosts: localhost\n  policy: { min_reclaimable: 16MiB, zero: ${zero}, fill_reserve: 10%, shutdown: never }\n  guests:\n    - name: ${guest.name}\n      disks: [${image}]\n      ssh: { host: 127.0.0.1, port: ${guest.sshPort}, user: root }\n`,
+    `- name: guest side\n  hosts: localhost\n  policy: { min_reclaimable: 16MiB, zero: ${zero}, fill_reserve: 10%, shutdown: ${shutdown} }\n  vm: { manager: guest }\n  guests:\n    - name: ${guest.name}\n      disks: [${image}]\n      ssh: { host: 127.0.0.1, port: ${guest.sshPort}, user: root }\n`,
   );
   const sshConfig = join(dir, `${guest.name}-ssh_config`);
   writeFileSync(sshConfig, `Host *\n  IdentityFile ${guest.identityFile}\n  IdentitiesOnly yes\n`);
@@ -102,17 +102,33 @@ describe("freeing blocks inside a running guest", { timeout: 120_000 }, () => {
     expect((await fillGuest.ssh("ls -a /data")).stdout).not.toContain(".reclaim-zero-fill");
   });
 
-  it("with zero: auto, fills instead when the trim never reached the image (QEMU ignored the discards)", async () => {
+  it("with zero: auto and shutdown: never, writes no zeros a rewrite could not drop", async () => {
+    const before = allocatedBytes(fillImage.path);
     const run = await runCliProcess(["apply", "--yes", ...files(fillGuest, fillImage.path, "auto")], {
       HOME: dir,
     });
     expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(
+      /\/data: trim freed .* but the host's image gave back only .*no fill: its running guest is not shut down/,
+    );
+    expect(allocatedBytes(fillImage.path)).toBeLessThanOrEqual(before + 4 * MiB);
+  });
+
+  it("with zero: auto, fills instead when the trim never reached the image, then shuts down and rewrites", async () => {
+    await fillGuest.ssh(
+      "dd if=/dev/urandom of=/data/scratch bs=1M count=64 2>/dev/null; sync; rm /data/scratch; sync",
+    );
+    const run = await runCliProcess(
+      ["apply", "--yes", ...files(fillGuest, fillImage.path, "auto", "graceful")],
+      { HOME: dir },
+    );
+    expect(run.code, run.stdout).toBe(0);
     expect(run.stdout).toMatch(/inside the guest, first:\n\s+trim \/data/);
     expect(run.stdout).toMatch(
       /\/data: trim freed .* but the host's image gave back only .*filled instead: wrote [\d.]+ MiB of zeros/,
     );
-    expect((await fillGuest.ssh("ls -a /data")).stdout).not.toContain(".reclaim-zero-fill");
-    await survivorIntact(fillGuest, fillImage);
+    expect(run.stdout).toMatch(/^stopped .*\(shutdown, guest\): shut down in/m);
+    expect(run.stdout).toMatch(/^changed .*fill\.qcow2: rewritten and verified/m);
   });
 
   it("after the guest is shut down, its image passes qemu-img check and its filesystem e2fsck", async () => {

@@ -3,7 +3,7 @@
 import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline/promises";
 import { parseDuration } from "../../config/units.js";
-import { CancelledError, RunError, UsageError } from "../../errors.js";
+import { CancelledError, ReclaimError, RunError, UsageError } from "../../errors.js";
 import { hasChanges } from "../../plan/build.js";
 import type { Plan } from "../../plan/plan.js";
 import {
@@ -18,9 +18,11 @@ import {
 import { EXIT, exitCodeOf } from "../../report/exit-code.js";
 import { createPlainRenderer } from "../../report/plain-renderer.js";
 import { formatPlan } from "../../report/plan-text.js";
-import { formatRecap } from "../../report/recap-text.js";
+import { formatRecap, formatRecapSummary } from "../../report/recap-text.js";
 import type { Renderer } from "../../report/renderer.js";
 import { silentRenderer } from "../../report/renderer.js";
+import { rendererKindFor, type Verbosity } from "../../report/verbosity.js";
+import type { EmitEvent } from "../../run/events.js";
 import { executePlan } from "../../run/execute.js";
 import { closePrepared, type PreparedRun, preparePlan } from "../../run/prepare.js";
 import type { RunResult } from "../../run/results.js";
@@ -28,6 +30,7 @@ import { parseShard, type Shard } from "../../run/shard.js";
 import { type SshContext, sshContextFrom } from "../../run/transports.js";
 import { loadWorkspace, type Workspace } from "../../run/workspace.js";
 import type { SshOverrides } from "../../transport/ssh/settings.js";
+import { type AuditLog, type LogOption, noAuditLog, openAuditLog } from "../audit-log.js";
 import { type CliIo, print } from "../io.js";
 import { passphrasePrompter } from "../prompt.js";
 import { type ReportFiles, writeFileAtomic, writeReports } from "../reports.js";
@@ -37,6 +40,8 @@ export interface RunOptions {
   inventory?: string;
   playbooks: string[];
   json: boolean;
+  /** --diff: under each disk of the plan, the policy values that decided it. */
+  diff?: boolean;
   forks: number;
   /** Ansible's --limit pattern. */
   limit?: string;
@@ -48,6 +53,10 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Reports for pipelines; absent, none is written (not even GitHub's step summary). */
   reports?: ReportFiles;
+  /** --quiet or --verbose; absent, normal. */
+  verbosity?: Verbosity;
+  /** The JSON-lines audit log (--log FILE, --no-log) and the command line it records; absent, none. */
+  auditLog?: { option: LogOption; argv: readonly string[] };
 }
 
 export interface SshCliOptions {
@@ -126,13 +135,20 @@ export interface ApplyOptions extends RunOptions {
 }
 
 export async function planCommand(options: PlanOptions, io: CliIo): Promise<number> {
+  const log = await auditLogOf(options, io, "plan");
+  return audited(log, () => planAndShow(options, io, log));
+}
+
+async function planAndShow(options: PlanOptions, io: CliIo, log: AuditLog): Promise<number> {
   if (options.reports?.junit)
     throw new UsageError("--junit reports what apply did: it needs an apply, not a plan or --check");
   const startedAt = new Date().toISOString();
   const { prepared } = await readAndPlan(options, io);
   await closePrepared(prepared);
   const { plan } = prepared;
-  print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+  log.plan(plan);
+  if (options.json || !quiet(options))
+    print(io.stdout, options.json ? JSON.stringify(plan, null, 2) : formatPlan(plan, options));
   if (options.out) {
     const saved = await savedPlanOf(options, plan);
     try {
@@ -140,7 +156,7 @@ export async function planCommand(options: PlanOptions, io: CliIo): Promise<numb
     } catch (error) {
       throw new RunError(`cannot save the plan to ${options.out}: ${(error as Error).message}`);
     }
-    if (!options.json)
+    if (!options.json && !quiet(options))
       print(io.stdout, `\nSaved the plan to ${options.out}: apply it with \`reclaim apply ${options.out}\`.`);
   }
   const code = plan.hosts.some((h) => h.unreachable)
@@ -152,8 +168,13 @@ export async function planCommand(options: PlanOptions, io: CliIo): Promise<numb
 }
 
 export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<number> {
+  const log = await auditLogOf(options, io, "apply");
+  return audited(log, () => planAndApply(options, io, log));
+}
+
+async function planAndApply(options: ApplyOptions, io: CliIo, log: AuditLog): Promise<number> {
   const saved = await readSavedPlanArgument(options.playbooks);
-  if (saved) return applySavedPlan(saved, options, io);
+  if (saved) return applySavedPlan(saved, options, io, log);
   if (!options.yes && !io.interactive) {
     throw new UsageError(
       "apply changes disk images: pass --yes to confirm when not running at a terminal (or use `reclaim plan` to preview)",
@@ -164,12 +185,14 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
   const { workspace, prepared } = await readAndPlan(options, io);
   try {
     const { plan } = prepared;
-    if (!options.json) print(io.stdout, formatPlan(plan));
+    log.plan(plan);
+    // Quiet or not, a person asked to confirm sees what they confirm.
+    if (!options.json && (!quiet(options) || !options.yes)) print(io.stdout, formatPlan(plan, options));
     if (!hasChanges(plan)) {
       const result = await executePlan({
         ...prepared,
         plays: workspace.plays,
-        emit: () => {},
+        emit: (e) => log.event(e),
         forks: options.forks,
         ...lockWait,
         ...signalOf(options),
@@ -182,7 +205,7 @@ export async function applyCommand(options: ApplyOptions, io: CliIo): Promise<nu
     const result = await executePlan({
       ...prepared,
       plays: workspace.plays,
-      emit: (e) => renderer.onEvent(e),
+      emit: emitTo(renderer, log),
       forks: options.forks,
       ...lockWait,
       ...signalOf(options),
@@ -200,17 +223,65 @@ function signalOf(options: RunOptions): { signal?: AbortSignal } {
   return options.signal ? { signal: options.signal } : {};
 }
 
+function quiet(options: RunOptions): boolean {
+  return options.verbosity === "quiet";
+}
+
 async function chooseRenderer(io: CliIo, options: RunOptions): Promise<Renderer> {
-  if (options.json) return silentRenderer;
-  if (!io.interactive) return createPlainRenderer(io.stdout);
-  // listr2 only where a person watches a terminal; pipelines never load it.
-  const { createListrRenderer } = await import("../../report/listr-renderer.js");
-  return createListrRenderer();
+  const verbosity = options.verbosity ?? "normal";
+  switch (rendererKindFor({ json: options.json, interactive: io.interactive, verbosity })) {
+    case "silent":
+      return silentRenderer;
+    case "plain":
+      return createPlainRenderer(io.stdout, { level: verbosity === "verbose" ? "verbose" : "normal" });
+    case "listr": {
+      // listr2 only where a person watches a terminal; pipelines never load it.
+      const { createListrRenderer } = await import("../../report/listr-renderer.js");
+      return createListrRenderer();
+    }
+  }
+}
+
+/** Each event to the renderer and to the audit log. */
+function emitTo(renderer: Renderer, log: AuditLog): EmitEvent {
+  return (event) => {
+    renderer.onEvent(event);
+    log.event(event);
+  };
+}
+
+function auditLogOf(options: RunOptions, io: CliIo, command: "plan" | "apply"): Promise<AuditLog> {
+  if (!options.auditLog) return Promise.resolve(noAuditLog);
+  return openAuditLog(
+    { ...options.auditLog, command, playbooks: options.playbooks, ...inventoryOf(options) },
+    io,
+  );
+}
+
+function inventoryOf(options: RunOptions): { inventory?: string } {
+  return options.inventory === undefined ? {} : { inventory: options.inventory };
+}
+
+/** Runs a command with its audit log, whose last record is the exit code and what stopped the run. */
+async function audited(log: AuditLog, run: () => Promise<number>): Promise<number> {
+  let code: number;
+  try {
+    code = await run();
+  } catch (error) {
+    log.end(error instanceof ReclaimError ? error.exitCode : EXIT.error, (error as Error).message);
+    throw error;
+  }
+  log.end(code);
+  return code;
 }
 
 function report(io: CliIo, options: RunOptions, plan: Plan, result: RunResult, headline?: string): void {
   if (options.json) {
     print(io.stdout, JSON.stringify({ plan, result }, null, 2));
+    return;
+  }
+  if (quiet(options)) {
+    print(io.stdout, formatRecapSummary(result));
     return;
   }
   if (headline) print(io.stdout, headline);
@@ -298,7 +369,12 @@ async function readSavedPlanArgument(args: readonly string[]): Promise<SavedPlan
  * anything the plan was made from has changed, nothing is done and every change is named.
  * Otherwise exactly the saved plan is carried out (it was reviewed: no confirmation is asked).
  */
-async function applySavedPlan(saved: SavedPlan, options: ApplyOptions, io: CliIo): Promise<number> {
+async function applySavedPlan(
+  saved: SavedPlan,
+  options: ApplyOptions,
+  io: CliIo,
+  log: AuditLog,
+): Promise<number> {
   if (options.inventory || options.limit || options.shard)
     throw new UsageError(
       "a saved plan names its own inventory, --limit and --shard: pass only the plan file",
@@ -324,13 +400,14 @@ async function applySavedPlan(saved: SavedPlan, options: ApplyOptions, io: CliIo
         `the saved plan is stale; nothing was changed. Make a new one with reclaim plan --out:\n  ${stale.join("\n  ")}`,
       );
     const plan = planToApply(saved, prepared.plan);
-    if (!options.json) print(io.stdout, formatPlan(plan));
+    log.plan(plan);
+    if (!options.json && !quiet(options)) print(io.stdout, formatPlan(plan, options));
     const renderer = await chooseRenderer(io, options);
     const result = await executePlan({
       ...prepared,
       plan,
       plays: workspace.plays,
-      emit: (e) => renderer.onEvent(e),
+      emit: emitTo(renderer, log),
       forks: options.forks,
       ...lockWait,
       ...signalOf(options),

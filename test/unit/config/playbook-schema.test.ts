@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { ReclaimPolicy } from "../../../src/config/model.js";
 import { DEFAULT_POLICY, resolvePolicy } from "../../../src/config/playbook.js";
@@ -86,7 +86,23 @@ describe("the playbook schema", () => {
     }
   });
 
-  it.each(["playbooks/example.yml", "playbooks/nightly.yml"])("is the one %s asks editors to use", (file) => {
+  const examples = readdirSync(new URL("../../../playbooks/", import.meta.url))
+    .filter((name) => name.endsWith(".yml"))
+    .map((name) => `playbooks/${name}`);
+
+  it("has every example playbook name it", () => {
+    expect(examples).toEqual(
+      expect.arrayContaining([
+        "playbooks/example.yml",
+        "playbooks/nightly.yml",
+        "playbooks/ci-nightly.yml",
+        "playbooks/one-off-reclaim.yml",
+        "playbooks/fleet-discovery.yml",
+      ]),
+    );
+  });
+
+  it.each(examples)("is the one %s asks editors to use", (file) => {
     const text = readFileSync(new URL(`../../../${file}`, import.meta.url), "utf8");
     expect(text.split("\n")[0]).toBe("# yaml-language-server: $schema=../schemas/playbook.schema.json");
   });

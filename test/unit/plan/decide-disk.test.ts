@@ -52,6 +52,30 @@ describe("deciding what to do with a disk", () => {
     expect(plan.steps).toEqual([]);
   });
 
+  it("records the policy values it was decided under, whatever it decided", () => {
+    const guestPolicy = {
+      ...policy,
+      zero: "fill" as const,
+      fillReserve: { kind: "bytes" as const, bytes: 2 * GiB },
+      shutdown: "graceful" as const,
+      shutdownTimeoutMs: 600_000,
+      convert: { ...policy.convert, compress: true },
+    };
+    const expected = {
+      minReclaimableBytes: 256 * MiB,
+      minRatio: 0.1,
+      zero: "fill",
+      fillReserve: { kind: "bytes", bytes: 2 * GiB },
+      shutdown: "graceful",
+      shutdownTimeoutMs: 600_000,
+      compress: true,
+      keepBackup: false,
+    };
+    expect(decide(bloatedDisk(), guestPolicy).decidedBy).toEqual(expected);
+    const missing = bloatedDisk({ stat: { exists: false } });
+    expect(decide(missing, guestPolicy)).toMatchObject({ action: "skip", decidedBy: expected });
+  });
+
   it("leaves an image alone when the share reclaimed is below min_ratio", () => {
     const plan = decide(bloatedDisk(), { ...policy, minReclaimableBytes: 0, minRatio: 0.9 });
     expect(plan.action).toBe("ok");

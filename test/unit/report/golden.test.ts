@@ -28,6 +28,10 @@ describe("the reports of a run with a rewrite, an ok, a skipped and a failed dis
     await expect(`${formatPlan(plan)}\n`).toMatchFileSnapshot(golden("plan.txt"));
   });
 
+  it("the human plan with --diff: the policy values that decided each disk", async () => {
+    await expect(`${formatPlan(plan, { diff: true })}\n`).toMatchFileSnapshot(golden("plan-diff.txt"));
+  });
+
   it("the recap", async () => {
     await expect(`${formatRecap(result)}\n`).toMatchFileSnapshot(golden("recap.txt"));
   });

@@ -19,6 +19,8 @@ export const STARTED_AT = "2026-01-15T02:00:00.000Z";
 const PLAY = "Reclaim the lab hypervisors";
 
 const graceful = { ...policy, shutdown: "graceful" as const };
+/** web01 is trimmed and filled inside first; the other guests override zero to none. */
+const web01Policy = { ...graceful, zero: "auto" as const };
 
 function disk(
   host: string,
@@ -32,7 +34,7 @@ function disk(
   return decideDisk({
     host,
     guest,
-    policy: graceful,
+    policy: guest === "web01" ? web01Policy : graceful,
     guestStops: extra.inUse === true,
     facts: {
       ...facts,
@@ -93,7 +95,7 @@ function guests(): { kvm01: GuestOnHost[]; kvm02: GuestOnHost[] } {
         ...base,
         host: "kvm01",
         guest: "web01",
-        zero: decideZero("web01", webFilesystems, "auto", graceful.fillReserve, {
+        zero: decideZero("web01", webFilesystems, web01Policy.zero, web01Policy.fillReserve, {
           roomBytes: 200 * GiB,
           discardReachesImages: true,
         }),

@@ -11,6 +11,7 @@ import type { GuestFilesystem } from "../../../src/guest/filesystems.js";
 import type { FileIdentity } from "../../../src/image/journal.js";
 import type {
   ConvertSpec,
+  DecidingPolicy,
   DiskAction,
   DiskEstimate,
   DiskPlan,
@@ -136,7 +137,18 @@ const shapes: Record<string, Record<string, "optional" | "required">> = {
     backup: "optional",
     afterShutdown: "optional",
     inUse: "optional",
+    decidedBy: "optional",
   } satisfies Shape<DiskPlan>,
+  "plan#/$defs/decidingPolicy": {
+    minReclaimableBytes: "required",
+    minRatio: "required",
+    zero: "required",
+    fillReserve: "required",
+    shutdown: "required",
+    shutdownTimeoutMs: "required",
+    compress: "required",
+    keepBackup: "required",
+  } satisfies Shape<DecidingPolicy>,
   "plan#/$defs/step": { kind: "required", description: "required" } satisfies Shape<Step>,
   "plan#/$defs/diskEstimate": {
     allocatedBefore: "required",

@@ -260,3 +260,26 @@ describe("a fill that would give back too little", () => {
     expect(outcomes[0]?.message).toMatch(/\(discard does not reach it\); the images allocate 140 MiB/);
   });
 });
+
+describe("a fill for a guest that keeps running", () => {
+  const busy = {
+    noRewrite: "its running guest is not shut down for its images (shutdown: never keeps the guest running)",
+  };
+
+  it("is not picked by zero: auto: nothing would drop the zeros", () => {
+    const plan = decideZero("vm", [fs("/data", false)], "auto", reserve, busy);
+    expect(plan.steps).toEqual([
+      {
+        kind: "skip",
+        mount: "/data",
+        reason:
+          "no fill: its running guest is not shut down for its images (shutdown: never keeps the guest running), and zeros written now would only grow its image until a rewrite",
+      },
+    ]);
+  });
+
+  it("is still written when the policy says zero: fill", () => {
+    const plan = decideZero("vm", [fs("/data", false)], "fill", reserve, busy);
+    expect(plan.steps[0]?.kind).toBe("fill");
+  });
+});
