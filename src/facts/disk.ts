@@ -28,6 +28,8 @@ export interface DiskFacts {
   /** The temporary image of a rewrite is locked: another process is converting this disk now. */
   tempInUse?: boolean;
   journal: FileContent;
+  /** A run that shut the image's guest down for it was interrupted before starting it again. */
+  stoppedByReclaim?: boolean;
   /** A fact that could not be read: the disk is left alone and this is said. */
   error?: string;
 }
@@ -142,6 +144,8 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
         ),
       );
     }
+    // Only a listing can tell (no probe per image): without one, the marker is not looked for.
+    if (dir?.leftovers?.has(posix.basename(p.stopped))) facts.stoppedByReclaim = true;
     if (listed(p.journal))
       second.push(read(fileContent, { path: p.journal }, (v) => (facts.journal = v), failed(facts)));
     if (facts.inUse)

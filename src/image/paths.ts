@@ -11,6 +11,8 @@ export interface ImagePaths {
   temp: string;
   /** What step a rewrite reached, written durably before each irreversible step. */
   journal: string;
+  /** Present while reclaim has the image's guest shut down: a run killed then starts it again. */
+  stopped: string;
 }
 
 export function imagePaths(image: string): ImagePaths {
@@ -21,6 +23,7 @@ export function imagePaths(image: string): ImagePaths {
     dir,
     temp: posix.join(dir, `.${base}.reclaim-tmp`),
     journal: posix.join(dir, `.${base}.reclaim-journal`),
+    stopped: posix.join(dir, `.${base}.reclaim-stopped`),
   };
 }
 

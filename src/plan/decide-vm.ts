@@ -53,8 +53,9 @@ export function decideVm(
       timeoutMs,
     };
     if (!isActive(lookup.state)) {
+      const startAfter = lookup.state === "shut off" && disks.some((d) => d.stoppedByReclaim);
       return {
-        vm: { ...base, canShutDown: false, shutdown: false },
+        vm: { ...base, canShutDown: false, shutdown: false, ...(startAfter ? { startAfter } : {}) },
         stopsFor: new Set(),
         shutOff: `libvirt says the guest is ${lookup.state}: nothing runs inside it to trim or fill`,
         ...(domainDisks.length ? { discardReachesImages } : {}),
@@ -94,7 +95,20 @@ export function decideVm(
     notes.push(`libvirt did not answer (${lookup.message}); managed from inside the guest`);
 
   // The guest manager: its disks' locks are how the host sees it running.
-  if (locked.length === 0) return { stopsFor: new Set(), notes };
+  if (locked.length === 0) {
+    if (!disks.some((d) => d.stoppedByReclaim)) return { stopsFor: new Set(), notes };
+    // Powered off by an interrupted run of ours: started again after its disks.
+    const vm: GuestVmPlan = {
+      manager: "guest",
+      state: "off",
+      canShutDown: false,
+      shutdown: false,
+      timeoutMs,
+      startAfter: true,
+      ...(guest.vm.startCommand ? { startCommand: startCommandFor(guest.vm.startCommand, guest.name) } : {}),
+    };
+    return { vm, stopsFor: new Set(), notes };
+  }
   const why = !graceful
     ? "shutdown: never keeps the guest running"
     : guest.access === "ssh" && !guest.ssh

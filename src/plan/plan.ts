@@ -134,6 +134,8 @@ export interface GuestVmPlan {
   startCommand?: string[];
   /** guest manager: the argv run inside the guest to power it off. */
   poweroffCommand?: string[];
+  /** An interrupted run of reclaim shut the guest down: it is started again after its disks. */
+  startAfter?: boolean;
 }
 
 export interface GuestPlan {

@@ -127,6 +127,8 @@ export function describeVm(vm: GuestVmPlan, fillBytes: number): string {
       : vm.startCommand
         ? vm.startCommand.join(" ")
         : "nothing: no vm.start_command, it stays off";
+  if (vm.startAfter)
+    return `${vm.state}: an interrupted run of reclaim shut it down; started again after its disks: ${start}`;
   if (vm.shutdown) return `${vm.state}; shut down for the rewrite: ${stop}; then start again: ${start}`;
   if (vm.canShutDown && fillBytes > 0)
     return `${vm.state}; shut down only if, after the fill, a rewrite is worth it: ${stop}; then ${start}`;

@@ -6,7 +6,7 @@ import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
 import type { DiskPlan, GuestPlan, GuestVmPlan, GuestZeroPlan } from "../plan/plan.js";
 import type { RewriteHints } from "../tasks/rewrite-image.js";
-import { startVm, stopVm, type VmOutcome } from "../tasks/vm-lifecycle.js";
+import { clearStopped, markStopped, startVm, stopVm, type VmOutcome } from "../tasks/vm-lifecycle.js";
 import { applyZeroGuest } from "../tasks/zero-guest.js";
 import type { Transport } from "../transport/transport.js";
 import { mapLimit } from "./concurrency.js";
@@ -61,6 +61,8 @@ export async function runGuest(
   const vm = guest.vm;
   if (!vm?.canShutDown || held.length === 0 || aborted()) {
     out.disks.push(...(await rewriteAll(guest.disks)));
+    // An interrupted run of ours left it shut down: up again now that its disks are done.
+    if (vm?.startAfter) out.vms.push(await vmAction("start", host, guest, vm, options, run));
     return out;
   }
   // After a fill the estimates change: decide again whether stopping the guest is worth it.
@@ -167,7 +169,17 @@ export async function executeVm(
     // Starting again must not be cut short by the Ctrl-C that interrupted the rewrite.
     ...(options.signal && action === "shutdown" ? { signal: options.signal } : {}),
   };
-  return action === "shutdown" ? stopVm(target) : startVm(target);
+  if (action === "start") {
+    const started = await startVm(target);
+    if (started.ok) await clearStopped(target);
+    return started;
+  }
+  // Noted before the guest is asked to go down: a run killed from here on leaves the marker, and
+  // the next run starts the guest again.
+  await markStopped(target, (options.now ?? (() => new Date()))());
+  const stopped = await stopVm(target);
+  if (!stopped.ok) await clearStopped(target).catch(() => undefined);
+  return stopped;
 }
 
 export async function executeGuestZero(

@@ -9,9 +9,11 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { gather } from "../facts/fact.js";
 import { imageProbe } from "../facts/image-info.js";
+import { imagePaths } from "../image/paths.js";
 import type { GuestVmPlan } from "../plan/plan.js";
 import { describeFailure, type Transport } from "../transport/transport.js";
 import { domainState, virshArgv } from "../vm/libvirt.js";
+import { removeArgv, writeFileAtomicArgv } from "./host-commands.js";
 
 export interface VmTarget {
   guest: string;
@@ -165,4 +167,29 @@ function shortCommand(argv: readonly string[]): string {
 
 function seconds(ms: number): string {
   return ms >= 60_000 ? `${(ms / 60_000).toFixed(1)} min` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * Beside each image, a marker that reclaim has the guest shut down: if reclaim is killed before it
+ * starts the guest again, the next run finds the marker and starts it after its disks.
+ */
+export async function markStopped(target: VmTarget, now: Date): Promise<void> {
+  const note = `${JSON.stringify({ guest: target.guest, manager: target.plan.manager, since: now.toISOString() })}\n`;
+  for (const image of target.images) {
+    const r = await target.hypervisor.run({
+      argv: writeFileAtomicArgv(imagePaths(image).stopped),
+      stdin: note,
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+    if (r.exitCode !== 0) throw new Error(`cannot note the shutdown beside ${image}: ${describeFailure(r)}`);
+  }
+}
+
+/** The guest runs again (or is left as the play wants it): the markers go. */
+export async function clearStopped(target: VmTarget): Promise<void> {
+  const r = await target.hypervisor.run({
+    argv: removeArgv(target.images.map((image) => imagePaths(image).stopped)),
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
+  if (r.exitCode !== 0) throw new Error(`cannot remove the shutdown markers: ${describeFailure(r)}`);
 }

@@ -6,7 +6,7 @@
  * refuses to shut down is left running and reported; a domain that is shut off is not contacted.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type CliRun, ensureBuilt, runCliProcess } from "../helpers/cli.js";
@@ -183,5 +183,21 @@ describe("guests under libvirt, discovered and reached through the guest agent",
     expect(run.stdout).toContain(`guest ${off.name}`);
     expect(run.stdout).toMatch(/libvirt says the guest is shut off: nothing runs inside it to trim or fill/);
     expect(run.stdout).toMatch(/vm \(libvirt\): shut off/);
+  });
+
+  it("starts a guest that a killed run of reclaim had shut down, and removes its marker", async () => {
+    // What a run killed between its shutdown and its start leaves beside the image.
+    const marker = join(dir, ".off.qcow2.reclaim-stopped");
+    writeFileSync(
+      marker,
+      `${JSON.stringify({ guest: off.name, manager: "libvirt", since: new Date().toISOString() })}\n`,
+    );
+    const run = await reclaim(["apply", "--yes", ...files("off", off.name, "zero: trim")]);
+    expect(run.code, shown(run)).toBe(0);
+    expect(run.stdout).toMatch(/vm \(libvirt\): shut off: an interrupted run of reclaim shut it down/);
+    expect(run.stdout).toMatch(/^started .*\(start, libvirt\): started again \(virsh start\)/m);
+    expect(await state(off)).toBe("running");
+    expect(existsSync(marker)).toBe(false);
+    await off.waitForSsh();
   });
 });

@@ -281,3 +281,40 @@ describe("the start command", () => {
     ).toEqual(["systemctl", "start", "vm@a b;$(x).service", "a b;$(x)a b;$(x)"]);
   });
 });
+
+describe("a guest an interrupted run of reclaim shut down", () => {
+  const marked = (path: string): DiskFacts => bloatedDisk({ path, stoppedByReclaim: true });
+
+  it("is started again after its disks when libvirt says it is shut off", () => {
+    const decision = decideVm(guest(), domain("shut off"), [marked(ROOT)]);
+    expect(decision.vm).toMatchObject({
+      manager: "libvirt",
+      state: "shut off",
+      startAfter: true,
+      canShutDown: false,
+    });
+  });
+
+  it("is started again with start_command under the guest manager once its images are free", () => {
+    const decision = decideVm(
+      guest({
+        vm: { manager: "guest", libvirtUri: "qemu:///system", startCommand: ["vmctl", "start", "{guest}"] },
+      }),
+      undefined,
+      [marked(ROOT)],
+    );
+    expect(decision.vm).toMatchObject({
+      manager: "guest",
+      state: "off",
+      startAfter: true,
+      startCommand: ["vmctl", "start", "web01"],
+    });
+  });
+
+  it("is left alone when it is running again (someone started it)", () => {
+    const decision = decideVm(guest(), domain("running"), [
+      bloatedDisk({ path: ROOT, inUse: LOCK, stoppedByReclaim: true }),
+    ]);
+    expect(decision.vm?.startAfter).toBeUndefined();
+  });
+});

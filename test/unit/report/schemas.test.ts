@@ -120,6 +120,7 @@ const shapes: Record<string, Record<string, "optional" | "required">> = {
     libvirtUri: "optional",
     startCommand: "optional",
     poweroffCommand: "optional",
+    startAfter: "optional",
   } satisfies Shape<GuestVmPlan>,
   "plan#/$defs/diskPlan": {
     host: "required",

@@ -542,6 +542,13 @@ describe("a guest shut down for its rewrites", () => {
     expect(result.hosts[0]).toMatchObject({ failed: 1, skipped: 1, changed: 0 });
   });
 
+  it("starts a guest an interrupted run shut down, after its disks", async () => {
+    const off = { ...libvirtVm, state: "shut off", canShutDown: false, shutdown: false, startAfter: true };
+    const { log, result } = await runScripted(planWith({ vm: off, disks: [free(HELD)] }));
+    expect(log).toEqual([`disk ${HELD} (planned)`, "vm start"]);
+    expect(result.vms.map((v) => [v.action, v.ok])).toEqual([["start", true]]);
+  });
+
   it("reports a disk whose runner threw as failed, and starts the guest only after all its disks", async () => {
     const other = "/images/web01-data.qcow2";
     const { log, result } = await runScripted(planWith({ vm: libvirtVm, disks: [held(HELD), held(other)] }), {
