@@ -5,7 +5,7 @@
  * an audit log must not break a pipeline.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
@@ -110,7 +110,7 @@ export async function openAuditLog(
     ...(start.inventory !== undefined ? { inventory: await digestOf(start.inventory) } : {}),
   });
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    makeDirectories(dirname(path));
     // Created owner-only: it says who changed what on which host.
     fd = openSync(path, "a", 0o600);
   } catch (error) {
@@ -129,6 +129,22 @@ export async function openAuditLog(
       close();
     },
   };
+}
+
+/**
+ * `mkdir -p`, owner-only, one level at a time: Node's recursive mkdir spins forever where a parent
+ * exists but cannot hold a child (a path under /proc), and the log must never hang a run.
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let d = dir; !existsSync(d) && dirname(d) !== d; d = dirname(d)) missing.unshift(d);
+  for (const d of missing) {
+    try {
+      mkdirSync(d, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error; // another run made it
+    }
+  }
 }
 
 function whoAmI(): { user?: string; uid?: number; hostname: string } {

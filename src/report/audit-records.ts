@@ -4,8 +4,8 @@
  * value of a secret-bearing option.
  */
 import type { Plan } from "../plan/plan.js";
-import type { RunEvent } from "../run/events.js";
-import type { RunResult } from "../run/results.js";
+import type { DiskRef, RunEvent } from "../run/events.js";
+import type { DiskStatus, RunResult } from "../run/results.js";
 
 /**
  * Command-line options whose value is a secret, left out of the logged command line. None today:
@@ -19,11 +19,12 @@ export const REDACTED = "<redacted>";
 /** The command line with the value of every secret-bearing option replaced (`--opt V`, `--opt=V`). */
 export function withoutSecrets(argv: readonly string[], secretOptions = SECRET_OPTIONS): string[] {
   // After `--` there are only arguments, no option values.
-  const end = argv.includes("--") ? argv.indexOf("--") : argv.length;
+  const dashes = argv.indexOf("--");
+  const end = dashes === -1 ? argv.length : dashes;
   return argv.map((arg, i) => {
     if (i >= end) return arg;
     const previous = argv[i - 1];
-    if (i > 0 && previous !== undefined && secretOptions.includes(previous)) return REDACTED;
+    if (previous !== undefined && secretOptions.includes(previous)) return REDACTED;
     const name = secretOptions.find((o) => arg.startsWith(`${o}=`));
     return name ? `${name}=${REDACTED}` : arg;
   });
@@ -126,18 +127,18 @@ export function eventRecord(event: RunEvent): AuditRecord | undefined {
     case "disk-start":
       return {
         type: event.type,
-        ...event.disk,
+        ...diskOf(event.disk),
         action: event.plan.action,
         reason: event.plan.reason,
         allocatedBefore: event.plan.estimate?.allocatedBefore,
         estimatedAfter: event.plan.estimate?.allocatedAfter,
       };
     case "step-start":
-      return { type: event.type, ...event.disk, step: event.step };
+      return { type: event.type, ...diskOf(event.disk), step: event.step };
     case "step-end":
       return {
         type: event.type,
-        ...event.disk,
+        ...diskOf(event.disk),
         step: event.step,
         ok: event.ok,
         message: event.message,
@@ -163,11 +164,16 @@ export function eventRecord(event: RunEvent): AuditRecord | undefined {
   }
 }
 
+/** Only the disk's names: a DiskRef may be a richer object (a DiskPlan is one). */
+function diskOf(disk: DiskRef): DiskRef {
+  return { host: disk.host, guest: disk.guest, path: disk.path };
+}
+
 /** The last record: the exit code, what stopped the run if something did, and the totals. */
 export function endRecord(exitCode: number, result?: RunResult, error?: string): AuditRecord {
   const record: AuditRecord = { type: "end", exitCode, error };
   if (!result) return record;
-  const count = (status: string) => result.disks.filter((d) => d.status === status).length;
+  const count = (status: DiskStatus) => result.disks.filter((d) => d.status === status).length;
   const sum = (pick: (h: RunResult["hosts"][number]) => number) =>
     result.hosts.reduce((total, h) => total + pick(h), 0);
   return {

@@ -3,19 +3,29 @@
  * with one (from the environment, never from a file), `sudo -S` reads it from the first line of
  * standard input, which is never echoed or logged, and the rest of the input goes to the command.
  */
+import { randomBytes } from "node:crypto";
 import type { Transport } from "./transport.js";
+
+/**
+ * sudo reads the password only when it asks for one. Where it does not (a NOPASSWD rule, or root)
+ * the password line would reach the command, and a journal written from standard input would begin
+ * with it. So a marker line follows the password, and this reads up to the marker, whichever line
+ * sudo left, before the command starts with only its own input ($0 is the marker).
+ */
+const SKIP_TO_MARKER = 'IFS= read -r line; [ "$line" = "$0" ] || IFS= read -r line; exec "$@"';
 
 export function withBecome(inner: Transport, password?: string): Transport {
   return {
     host: inner.host,
-    run: (spec) =>
-      password === undefined
-        ? inner.run({ ...spec, argv: ["sudo", "-n", "--", ...spec.argv] })
-        : inner.run({
-            ...spec,
-            argv: ["sudo", "-S", "-p", "", "--", ...spec.argv],
-            stdin: `${password}\n${spec.stdin ?? ""}`,
-          }),
+    run: (spec) => {
+      if (password === undefined) return inner.run({ ...spec, argv: ["sudo", "-n", "--", ...spec.argv] });
+      const marker = `reclaim-become-${randomBytes(8).toString("hex")}`;
+      return inner.run({
+        ...spec,
+        argv: ["sudo", "-S", "-p", "", "--", "sh", "-c", SKIP_TO_MARKER, marker, ...spec.argv],
+        stdin: `${password}\n${marker}\n${spec.stdin ?? ""}`,
+      });
+    },
     ...(inner.tunnel ? { tunnel: inner.tunnel.bind(inner) } : {}),
     close: () => inner.close(),
   };

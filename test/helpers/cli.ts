@@ -1,10 +1,15 @@
 /** Runs the built `reclaim` binary as a user would, building it first when the sources are newer. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 export const CLI = join(ROOT, "dist/cli/main.js");
+
+/** The audit logs of the suite's runs go here, not into the home of whoever runs the tests. */
+const STATE_HOME = mkdtempSync(join(tmpdir(), "reclaim-test-state-"));
+process.on("exit", () => rmSync(STATE_HOME, { recursive: true, force: true }));
 
 function newestSource(dir: string): number {
   let newest = 0;
@@ -34,8 +39,16 @@ export function startCli(
 ): { child: ChildProcess; done: Promise<CliRun> } {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: ROOT,
-    // No run of the suite appends to the step summary of the CI job that runs it.
-    env: { ...process.env, CI: "true", NO_COLOR: "1", GITHUB_STEP_SUMMARY: "", ...env },
+    // No run of the suite appends to the step summary of the CI job that runs it, nor to the
+    // audit log of whoever runs it.
+    env: {
+      ...process.env,
+      CI: "true",
+      NO_COLOR: "1",
+      GITHUB_STEP_SUMMARY: "",
+      XDG_STATE_HOME: STATE_HOME,
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
