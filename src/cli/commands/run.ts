@@ -201,22 +201,36 @@ async function planAndApply(options: ApplyOptions, io: CliIo, log: AuditLog): Pr
       return await withReports(exitCodeOf(result), io, options, { plan, result, startedAt });
     }
     if (!options.yes) await confirm(io);
-    const renderer = await chooseRenderer(io, options);
-    const result = await executePlan({
-      ...prepared,
-      plays: workspace.plays,
-      emit: emitTo(renderer, log),
-      forks: options.forks,
-      ...lockWait,
-      ...signalOf(options),
-    });
-    await renderer.done();
-    report(io, options, plan, result);
-    const code = options.signal?.aborted ? EXIT.interrupted : exitCodeOf(result);
-    return await withReports(code, io, options, { plan, result, startedAt });
+    return await carryOut({ ...prepared, plan }, workspace, { options, io, log, lockWait, startedAt });
   } finally {
     await closePrepared(prepared);
   }
+}
+
+interface Carrying {
+  options: ApplyOptions;
+  io: CliIo;
+  log: AuditLog;
+  lockWait: { lockWaitMs?: number };
+  startedAt: string;
+}
+
+/** Carries out a plan with a renderer watching, then reports: the recap, the files, the exit code. */
+async function carryOut(prepared: PreparedRun, workspace: Workspace, c: Carrying): Promise<number> {
+  const { options, io, log } = c;
+  const renderer = await chooseRenderer(io, options);
+  const result = await executePlan({
+    ...prepared,
+    plays: workspace.plays,
+    emit: emitTo(renderer, log),
+    forks: options.forks,
+    ...c.lockWait,
+    ...signalOf(options),
+  });
+  await renderer.done();
+  report(io, options, prepared.plan, result);
+  const code = options.signal?.aborted ? EXIT.interrupted : exitCodeOf(result);
+  return withReports(code, io, options, { plan: prepared.plan, result, startedAt: c.startedAt });
 }
 
 function signalOf(options: RunOptions): { signal?: AbortSignal } {
@@ -402,20 +416,7 @@ async function applySavedPlan(
     const plan = planToApply(saved, prepared.plan);
     log.plan(plan);
     if (!options.json && !quiet(options)) print(io.stdout, formatPlan(plan, options));
-    const renderer = await chooseRenderer(io, options);
-    const result = await executePlan({
-      ...prepared,
-      plan,
-      plays: workspace.plays,
-      emit: emitTo(renderer, log),
-      forks: options.forks,
-      ...lockWait,
-      ...signalOf(options),
-    });
-    await renderer.done();
-    report(io, options, plan, result);
-    const code = options.signal?.aborted ? EXIT.interrupted : exitCodeOf(result);
-    return await withReports(code, io, options, { plan, result, startedAt });
+    return await carryOut({ ...prepared, plan }, workspace, { options, io, log, lockWait, startedAt });
   } finally {
     await closePrepared(prepared);
   }
