@@ -88,6 +88,7 @@ export function eventRecord(event: RunEvent): AuditRecord | undefined {
     case "run-start":
     case "run-end":
     case "step-progress":
+    case "guest-zero-progress":
       return undefined;
     case "guest-zero-start":
       return {

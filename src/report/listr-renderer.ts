@@ -85,6 +85,14 @@ export function createListrRenderer(): Renderer {
           for (const path of disksOf.get(key(event.host, event.guest)) ?? [])
             show(event.host, path, "freeing blocks inside the guest");
           return;
+        case "guest-zero-progress":
+          for (const path of disksOf.get(key(event.host, event.guest)) ?? [])
+            show(
+              event.host,
+              path,
+              `filling ${event.mount} with zeros: ${formatBytes(event.bytes)} of ${formatBytes(event.totalBytes)}`,
+            );
+          return;
         case "guest-zero-end":
           // Shown in the recap; the listr tree is per disk.
           return;

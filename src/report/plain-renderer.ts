@@ -4,6 +4,7 @@
  * description, every progress report.
  */
 import type { Writable } from "node:stream";
+import { formatBytes } from "../config/units.js";
 import type { RunEvent } from "../run/events.js";
 import { formatTotals } from "./plan-text.js";
 import type { Renderer } from "./renderer.js";
@@ -22,8 +23,14 @@ export function createPlainRenderer(out: Writable, options: PlainRendererOptions
   const lastProgress = new Map<string, number>();
   return {
     onEvent(event: RunEvent) {
-      if (event.type === "step-progress" && level === "normal") {
-        const key = `${event.disk.host}\0${event.disk.path}\0${event.step}`;
+      const progressKey =
+        event.type === "step-progress"
+          ? `${event.disk.host}\0${event.disk.path}\0${event.step}`
+          : event.type === "guest-zero-progress"
+            ? `${event.host}\0${event.guest}\0${event.mount}`
+            : undefined;
+      if (progressKey !== undefined && level === "normal") {
+        const key = progressKey;
         const now = clock().getTime();
         if (now - (lastProgress.get(key) ?? 0) < progressEveryMs) return;
         lastProgress.set(key, now);
@@ -60,6 +67,8 @@ export function plainLine(event: RunEvent, level: PlainLevel): string | undefine
       return `${event.disk.host} ${event.disk.path}: ${event.step} started${verbose ? `: ${event.description}` : ""}`;
     case "step-progress":
       return `${event.disk.host} ${event.disk.path}: ${event.step} ${event.percent.toFixed(0)}%`;
+    case "guest-zero-progress":
+      return `${event.host} ${event.guest}: filling ${event.mount}: ${formatBytes(event.bytes)} of ${formatBytes(event.totalBytes)} (${((event.bytes * 100) / Math.max(1, event.totalBytes)).toFixed(0)}%)`;
     case "step-end":
       return `${event.disk.host} ${event.disk.path}: ${event.step} ${event.ok ? "done" : "FAILED"} in ${(event.durationMs / 1000).toFixed(1)} s${event.message ? `: ${event.message}` : ""}`;
     case "disk-end":

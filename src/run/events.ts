@@ -14,6 +14,15 @@ export interface DiskRef {
 export type RunEvent =
   | { type: "run-start"; plan: Plan }
   | { type: "guest-zero-start"; host: string; guest: string; plan: GuestZeroPlan }
+  | {
+      type: "guest-zero-progress";
+      host: string;
+      guest: string;
+      mount: string;
+      /** Zeros written so far, and what the fill will write in all. */
+      bytes: number;
+      totalBytes: number;
+    }
   | { type: "guest-zero-end"; result: GuestZeroResult }
   | { type: "vm-start"; host: string; guest: string; action: VmActionResult["action"]; description: string }
   | { type: "vm-end"; result: VmActionResult }

@@ -212,7 +212,11 @@ export async function executeGuestZero(
             return stats.reduce((sum, st) => sum + (st.exists ? st.allocated : 0), 0);
           }
         : undefined;
-      const outcomes = await applyZeroGuest(plan, transport, options.signal, hostAllocated);
+      const progress = (mount: string, bytes: number, totalBytes: number) =>
+        options.emit({ type: "guest-zero-progress", host, guest: guest.name, mount, bytes, totalBytes });
+      const outcomes = await applyZeroGuest(plan, transport, options.signal, hostAllocated, {
+        onFill: progress,
+      });
       const failed = outcomes.filter((o) => !o.ok);
       // What went wrong when anything did; otherwise what was done everywhere.
       const message = (failed.length ? failed : outcomes).map((o) => `${o.mount}: ${o.message}`).join("; ");

@@ -182,9 +182,12 @@ export async function applyZeroGuest(
   transport: Transport,
   signal?: AbortSignal,
   hostAllocated?: () => Promise<number>,
+  progress?: { onFill: FillProgress; everyMs?: number },
 ): Promise<ZeroOutcome[]> {
-  const run = (argv: string[], timeoutMs: number) =>
-    transport.run({ argv, timeoutMs, ...(signal ? { signal } : {}) });
+  const run: Run = (argv, timeoutMs) => transport.run({ argv, timeoutMs, ...(signal ? { signal } : {}) });
+  if (progress)
+    run.watchFill = (mount, totalBytes, done) =>
+      watchFill(transport, mount, totalBytes, done, progress.onFill, progress.everyMs ?? FILL_PROGRESS_MS);
   if (plan.leftovers.length > 0) {
     const removed = await run(removeFillLeftoversArgv(plan.leftovers), 60_000);
     if (removed.exitCode !== 0)
@@ -237,7 +240,48 @@ export function trimDidNotReachHost(trimmedInGuest: number, freedOnHost: number)
   return trimmedInGuest >= 16 * MiB && freedOnHost < trimmedInGuest * 0.1;
 }
 
-type Run = (argv: string[], timeoutMs: number) => ReturnType<Transport["run"]>;
+/** Zeros written so far into a filesystem's fill file, and what the fill will write in all. */
+export type FillProgress = (mount: string, bytes: number, totalBytes: number) => void;
+
+type Run = ((argv: string[], timeoutMs: number) => ReturnType<Transport["run"]>) & {
+  /** Reports a running fill's progress until `done` settles. */
+  watchFill?: (mount: string, totalBytes: number, done: Promise<unknown>) => Promise<void>;
+};
+
+/** How often a running fill's file is looked at, for progress. */
+const FILL_PROGRESS_MS = 5_000;
+
+/**
+ * Reads the fill file's size every few seconds while the fill runs (a second, short command: busybox
+ * dd has no status=progress). Bounded by the fill's own timeout.
+ */
+async function watchFill(
+  transport: Transport,
+  mount: string,
+  totalBytes: number,
+  done: Promise<unknown>,
+  report: FillProgress,
+  everyMs: number,
+): Promise<void> {
+  let finished = false;
+  const over = done.then(
+    () => {
+      finished = true;
+    },
+    () => {
+      finished = true;
+    },
+  );
+  for (let i = 0; i < FILL_TIMEOUT_MS / everyMs && !finished; i++) {
+    await Promise.race([over, new Promise((r) => setTimeout(r, everyMs).unref())]);
+    if (finished) return;
+    const r = await transport
+      .run({ argv: ["stat", "-c", "%s", "--", fillFilePath(mount)], timeoutMs: 10_000 })
+      .catch(() => undefined);
+    const bytes = r?.exitCode === 0 ? Number(r.stdout.trim()) : Number.NaN;
+    if (!finished && Number.isFinite(bytes)) report(mount, bytes, totalBytes);
+  }
+}
 
 async function trim(mount: string, run: Run): Promise<ZeroOutcome> {
   const r = await run(trimArgv(mount), TRIM_TIMEOUT_MS);
@@ -298,7 +342,10 @@ async function sdelete(mount: string, mib: number, run: Run): Promise<ZeroOutcom
 }
 
 async function fill(mount: string, mib: number, run: Run): Promise<ZeroOutcome> {
-  const r = await run(fillArgv(mount, mib), FILL_TIMEOUT_MS);
+  const running = run(fillArgv(mount, mib), FILL_TIMEOUT_MS);
+  const watching = run.watchFill?.(mount, mib * MiB, running);
+  const r = await running;
+  await watching;
   const bytes = parseFilled(r.stdout) ?? 0;
   // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
   // gone either way, and the zeros written still count.

@@ -78,3 +78,30 @@ describe("the plain renderer's levels", () => {
     expect(lines("verbose", sequence)).toHaveLength(4);
   });
 });
+
+describe("a long zero-fill's progress in plain lines", () => {
+  const fill = (bytes: number): RunEvent => ({
+    type: "guest-zero-progress",
+    host: "kvm01",
+    guest: "web01",
+    mount: "/home",
+    bytes,
+    totalBytes: 800 * 1024 * 1024,
+  });
+
+  it("says how much of the fill is written", () => {
+    expect(plainLine(fill(200 * 1024 * 1024), "normal")).toBe(
+      "kvm01 web01: filling /home: 200 MiB of 800 MiB (25%)",
+    );
+  });
+
+  it("is throttled to a line every 10 s per filesystem, except when verbose", () => {
+    const sequence: [RunEvent, number][] = [
+      [fill(1), 0],
+      [fill(2), 5_000],
+      [fill(3), 10_000],
+    ];
+    expect(lines("normal", sequence)).toHaveLength(2);
+    expect(lines("verbose", sequence)).toHaveLength(3);
+  });
+});

@@ -283,3 +283,42 @@ describe("a fill for a guest that keeps running", () => {
     expect(plan.steps[0]?.kind).toBe("fill");
   });
 });
+
+describe("a long fill's progress", () => {
+  it("is reported from the fill file's size while dd runs, and not after it ended", async () => {
+    const plan = decideZero("vm", [fs("/data", false, 900)], "fill", reserve);
+    let ddDone = false;
+    const sizes = [100 * MiB, 300 * MiB];
+    const transport = {
+      host: "vm",
+      run: async (spec: { argv: readonly string[] }) => {
+        const line = spec.argv.join(" ");
+        const answer = (stdout: string) => ({
+          argv: spec.argv,
+          exitCode: 0,
+          signal: null,
+          stdout,
+          stderr: "",
+          durationMs: 1,
+          timedOut: false,
+        });
+        if (line.includes("dd if=/dev/zero")) {
+          await new Promise((r) => setTimeout(r, 120));
+          ddDone = true;
+          return answer("891289600 bytes (891 MB, 850 MiB) copied, 4 s, 220 MB/s\n");
+        }
+        if (spec.argv[0] === "stat") return answer(`${sizes.shift() ?? 300 * MiB}\n`);
+        return answer("");
+      },
+      close: async () => {},
+    };
+    const seen: [string, number, number, boolean][] = [];
+    await applyZeroGuest(plan, transport, undefined, undefined, {
+      onFill: (mount, bytes, total) => seen.push([mount, bytes, total, ddDone]),
+      everyMs: 40,
+    });
+    expect(seen.length).toBeGreaterThanOrEqual(1);
+    expect(seen[0]).toEqual(["/data", 100 * MiB, 850 * MiB, false]);
+    expect(seen.every(([, , , after]) => !after)).toBe(true);
+  });
+});
