@@ -91,7 +91,8 @@ export function decideVm(
     notes.push(`${why}; it is not shut down or started`);
     return { stopsFor: new Set(), whyRunning: why, notes };
   }
-  if (lookup?.kind === "error")
+  // Said only where it matters: a running guest is then managed from inside instead.
+  if (lookup?.kind === "error" && locked.length > 0)
     notes.push(`libvirt did not answer (${lookup.message}); managed from inside the guest`);
 
   // The guest manager: its disks' locks are how the host sees it running.

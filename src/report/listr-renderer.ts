@@ -2,7 +2,7 @@
  * listr2 as an adapter: on a terminal it draws hosts → disks → steps from the run's events. The
  * executor does not know it exists; each listr task just waits for its disk's events.
  */
-import { Listr, type ListrTaskWrapper } from "listr2";
+import { Listr, type ListrTaskWrapper, PRESET_TIMER } from "listr2";
 import { formatBytes } from "../config/units.js";
 import type { RunEvent } from "../run/events.js";
 import type { DiskResult } from "../run/results.js";
@@ -75,7 +75,8 @@ export function createListrRenderer(): Renderer {
               concurrent: true,
               exitOnError: false,
               renderer: "default",
-              rendererOptions: { collapseSubtasks: false, collapseSkips: false },
+              // The timer shows each host's and disk's elapsed time as it finishes.
+              rendererOptions: { collapseSubtasks: false, collapseSkips: false, timer: PRESET_TIMER },
             },
           );
           finished = list.run().catch(() => undefined);

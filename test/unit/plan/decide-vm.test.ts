@@ -318,3 +318,16 @@ describe("a guest an interrupted run of reclaim shut down", () => {
     expect(decision.vm?.startAfter).toBeUndefined();
   });
 });
+
+describe("a libvirt that does not answer", () => {
+  const silent: LibvirtFacts = {
+    lookup: { kind: "error", message: "virsh exited with 1: failed to connect to the hypervisor" },
+  };
+
+  it("is mentioned only for a running guest, which is then managed from inside", () => {
+    expect(decideVm(guest(), silent, [free(ROOT)]).notes).toEqual([]);
+    expect(decideVm(guest(), silent, [locked(ROOT)]).notes).toEqual([
+      "libvirt did not answer (virsh exited with 1: failed to connect to the hypervisor); managed from inside the guest",
+    ]);
+  });
+});
