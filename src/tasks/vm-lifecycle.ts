@@ -44,7 +44,7 @@ export async function stopVm(target: VmTarget): Promise<VmOutcome> {
   const started = performance.now();
   if (plan.manager === "libvirt") {
     const asked = await hypervisor.run({
-      argv: virshArgv(plan.libvirtUri ?? "qemu:///system", "shutdown", target.guest),
+      argv: virshArgv(libvirtArgs(target).uri, "shutdown", target.guest),
       timeoutMs: COMMAND_TIMEOUT_MS,
     });
     if (asked.exitCode !== 0)
@@ -88,7 +88,7 @@ export async function startVm(target: VmTarget): Promise<VmOutcome> {
         message: `not started: libvirt says it is ${now.state}; if it goes off, start it with virsh start`,
       };
     const started = await hypervisor.run({
-      argv: virshArgv(plan.libvirtUri ?? "qemu:///system", "start", target.guest),
+      argv: virshArgv(libvirtArgs(target).uri, "start", target.guest),
       timeoutMs: COMMAND_TIMEOUT_MS,
     });
     return started.exitCode === 0
