@@ -35,6 +35,17 @@ export class TransportError extends ReclaimError {
   readonly exitCode = 1;
 }
 
+/** The connection to a host went away: what ran over it may go on there without us. */
+export class ConnectionLostError extends TransportError {
+  constructor(
+    message: string,
+    /** The command was never started: it can be sent again on a new connection. */
+    readonly notStarted = false,
+  ) {
+    super(message);
+  }
+}
+
 /** Anything else that stops a run: the message is meant for the user. */
 export class RunError extends ReclaimError {
   readonly exitCode = 1;

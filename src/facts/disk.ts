@@ -6,8 +6,10 @@
 import { posix } from "node:path";
 import { qcow2CreateOptions } from "../image/create-options.js";
 import { imagePaths } from "../image/paths.js";
+import type { WorkerState } from "../tasks/convert-worker.js";
 import { runBatch } from "../transport/batch.js";
 import type { CommandResult, Transport } from "../transport/transport.js";
+import { convertWorker } from "./convert-worker.js";
 import type { Fact } from "./fact.js";
 import { type FileContent, fileContent } from "./file-content.js";
 import { type FileStatFact, fileStat } from "./file-stat.js";
@@ -28,6 +30,8 @@ export interface DiskFacts {
   /** The temporary image of a rewrite is locked: another process is converting this disk now. */
   tempInUse?: boolean;
   journal: FileContent;
+  /** A detached conversion of this image that an earlier run started (its log file exists). */
+  worker?: WorkerState;
   /** A run that shut the image's guest down for it was interrupted before starting it again. */
   stoppedByReclaim?: boolean;
   /** A fact that could not be read: the disk is left alone and this is said. */
@@ -146,6 +150,15 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
     }
     // Only a listing can tell (no probe per image): without one, the marker is not looked for.
     if (dir?.leftovers?.has(posix.basename(p.stopped))) facts.stoppedByReclaim = true;
+    if (dir?.leftovers?.has(posix.basename(p.convertLog)))
+      second.push(
+        read(
+          convertWorker,
+          { log: p.convertLog, exit: p.convertExit },
+          (v) => (facts.worker = v),
+          failed(facts),
+        ),
+      );
     if (listed(p.journal))
       second.push(read(fileContent, { path: p.journal }, (v) => (facts.journal = v), failed(facts)));
     if (facts.inUse)

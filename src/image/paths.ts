@@ -13,6 +13,10 @@ export interface ImagePaths {
   journal: string;
   /** Present while reclaim has the image's guest shut down: a run killed then starts it again. */
   stopped: string;
+  /** The detached conversion's output; locked while it runs (tasks/convert-worker.ts). */
+  convertLog: string;
+  /** The detached conversion's exit status, once it ended. */
+  convertExit: string;
 }
 
 export function imagePaths(image: string): ImagePaths {
@@ -24,6 +28,8 @@ export function imagePaths(image: string): ImagePaths {
     temp: posix.join(dir, `.${base}.reclaim-tmp`),
     journal: posix.join(dir, `.${base}.reclaim-journal`),
     stopped: posix.join(dir, `.${base}.reclaim-stopped`),
+    convertLog: posix.join(dir, `.${base}.reclaim-convert.log`),
+    convertExit: posix.join(dir, `.${base}.reclaim-convert.exit`),
   };
 }
 

@@ -33,7 +33,43 @@ export interface DiskInput {
 
 /** What to do with one disk and why, with the policy values it was decided under. */
 export function decideDisk(input: DiskInput): DiskPlan {
-  return { ...decideAction(input), decidedBy: decidingPolicy(input.policy) };
+  const plan = decideAction(input);
+  return { ...(resumeDetached(plan, input.facts) ?? plan), decidedBy: decidingPolicy(input.policy) };
+}
+
+/**
+ * A conversion an interrupted run left running detached on the host (or finished there) is taken
+ * over instead of being thrown away, when it was made from this very image and a rewrite is still
+ * what the policy wants. Otherwise its files are leftovers like any other: stopped and removed.
+ */
+function resumeDetached(plan: DiskPlan, facts: DiskFacts): DiskPlan | undefined {
+  const worker = facts.worker;
+  if (plan.action !== "rewrite" || !plan.convert || !worker || !facts.stat.exists) return undefined;
+  const running = worker.state === "running";
+  const finished = worker.state === "exited" && worker.code === 0 && !facts.tempInUse;
+  if (!(running || finished) || !facts.temp.exists || !facts.journal.exists) return undefined;
+  const journal = parseJournal(facts.journal.text);
+  if ("unreadable" in journal || journal.phase !== "converting") return undefined;
+  if (!sameIdentity(identityOf(facts.stat), journal.original)) return undefined;
+  const keepBackup = journal.backup !== undefined;
+  const steps = rewriteSteps(imagePaths(facts.path).temp, keepBackup).filter((s) => s.kind !== "convert");
+  if (running) {
+    steps.unshift({
+      kind: "convert",
+      description: "reattach to the conversion an interrupted run left running on the host",
+    });
+  }
+  return {
+    ...plan,
+    action: "finish",
+    reason: running
+      ? "an interrupted run's conversion still runs on the host: wait for it, verify, swap"
+      : "an interrupted run's conversion finished on the host: verify it, swap",
+    convert: { ...plan.convert, keepBackup, ...(running ? { reattach: true } : {}) },
+    steps,
+    leftovers: [],
+    ...(journal.backup ? { backup: journal.backup } : {}),
+  };
 }
 
 function decideAction({
@@ -56,7 +92,7 @@ function decideAction({
   const paths = imagePaths(facts.path);
   const stat = facts.stat;
 
-  if (facts.tempInUse)
+  if (facts.tempInUse && facts.worker?.state !== "running")
     return skip("another process is rewriting this image now (its temporary image is locked)");
   // A stat that failed (not a missing file: that is a fact) says nothing about the image.
   if (!stat.exists && facts.error) return skip(`cannot read the image: ${facts.error}`);
@@ -94,6 +130,8 @@ function decideAction({
   const leftovers = [
     facts.temp.exists ? paths.temp : undefined,
     facts.journal.exists ? paths.journal : undefined,
+    // A detached conversion's files; a worker still running is stopped before they go.
+    ...(facts.worker ? [paths.convertLog, paths.convertExit] : []),
   ].filter((p): p is string => p !== undefined);
   const withLeftovers = (plan: DiskPlan): DiskPlan => {
     if (leftovers.length === 0) return plan;

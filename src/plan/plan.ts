@@ -38,6 +38,8 @@ export interface ConvertSpec {
   bitmaps: boolean;
   compress: boolean;
   keepBackup: boolean;
+  /** An interrupted run's conversion still runs on the host: wait for it rather than start one. */
+  reattach?: boolean;
 }
 
 export interface DiskEstimate {

@@ -24,6 +24,8 @@ export interface DiskResult {
   estimate?: DiskEstimate;
   steps: StepResult[];
   durationMs: number;
+  /** The connection was lost while the conversion continued, detached, on the host. */
+  detached?: boolean;
 }
 
 /** What freeing blocks did on one filesystem inside a guest. */

@@ -17,17 +17,34 @@ export async function executeDisk(
   options: ExecuteOptions,
   hints: RewriteHints = {},
 ): Promise<DiskResult> {
+  let result = await lockedAttempt(planned, transport, options, hints);
+  // The connection dropped while the conversion went on, detached, on the host: once it is back
+  // (the transport reconnects), take the disk's lock again and reattach, as a next run would.
+  for (let retry = 1; result.detached && retry <= REATTACH_ATTEMPTS && !options.signal?.aborted; retry++) {
+    const again = await lockedAttempt(planned, transport, options, hints);
+    if (again.status === "skipped" && again.steps.length === 0) break;
+    result = { ...again, message: `${again.message} (reattached after the connection was lost)` };
+  }
+  options.emit({ type: "disk-end", result });
+  return result;
+}
+
+/** Reattaching after a lost connection: how many times, for one disk, before leaving it to the next run. */
+const REATTACH_ATTEMPTS = 3;
+
+async function lockedAttempt(
+  planned: DiskPlan,
+  transport: Transport,
+  options: ExecuteOptions,
+  hints: RewriteHints,
+): Promise<DiskResult> {
   const policy = options.policies.get(policyKey(planned.host, planned.path));
   // A disk planned as ok may be worth rewriting after a fill, and its allocation after a trim is
   // news for the recap; a skipped one stays skipped.
   const fresh = planned.action !== "skip" && (planned.action !== "ok" || hints.afterGuestSteps === true);
   // One runner per disk: the facts are read again, and the disk changed, under its lock.
   const lock = policy && fresh ? await lockDisk(planned, transport, options) : undefined;
-  if (lock && !lock.held) {
-    const result = skipped(planned, lock.reason, () => {});
-    options.emit({ type: "disk-end", result });
-    return result;
-  }
+  if (lock && !lock.held) return skipped(planned, lock.reason, () => {});
   try {
     return await checkAndApply(planned, transport, options, hints, policy && fresh ? policy : undefined);
   } finally {
@@ -108,7 +125,6 @@ async function checkAndApply(
   if (current.action !== planned.action) {
     result.message = `planned ${planned.action}, but at apply time: ${result.message}`;
   }
-  options.emit({ type: "disk-end", result });
   return result;
 }
 

@@ -6,6 +6,7 @@ import type SSHConfig from "ssh-config";
 import type { InventoryHost } from "../inventory/model.js";
 import { withBecome } from "../transport/become.js";
 import { createLocalTransport } from "../transport/local.js";
+import { reconnecting } from "../transport/reconnecting.js";
 import type { ConnectOptions } from "../transport/ssh/connect.js";
 import { parseSshConfig, resolveSshSettings, type SshOverrides } from "../transport/ssh/settings.js";
 import type { Transport } from "../transport/transport.js";
@@ -67,9 +68,12 @@ export async function openTransport(host: InventoryHost, ssh: SshContext): Promi
       // Loaded on first use: a run with only local hosts never pays for ssh2.
       const { connectChain, SshConnectError } = await import("../transport/ssh/connect.js");
       const { createSshTransport } = await import("../transport/ssh/ssh-transport.js");
+      const connect = async () =>
+        createSshTransport(host.name, await connectChain(settings, connectOptionsOf(ssh)));
       try {
-        const chain = await connectChain(settings, connectOptionsOf(ssh));
-        return { transport: become(createSshTransport(host.name, chain)) };
+        // A connection lost mid-run is opened again for the commands that follow (a conversion
+        // it cut keeps running on the host, and the disk's runner reattaches to it).
+        return { transport: become(reconnecting(await connect(), connect)) };
       } catch (error) {
         if (error instanceof SshConnectError) return { unreachable: error.message };
         throw error;

@@ -23,6 +23,15 @@ import {
   describeFailure,
   type Transport,
 } from "../transport/transport.js";
+import {
+  parseWatchEnd,
+  startWorkerArgv,
+  stopWorkerArgv,
+  WORKER_BUSY_EXIT,
+  type WorkerFiles,
+  watchWorkerArgv,
+  workerTailArgv,
+} from "./convert-worker.js";
 import * as cmd from "./host-commands.js";
 
 export interface RewriteTarget {
@@ -60,6 +69,15 @@ export async function checkRewrite(
 }
 
 class StepFailed extends Error {}
+
+/**
+ * The conversion goes on, detached on the host, but this run lost sight of it (its connection
+ * dropped): nothing is removed, the next run (or this one, reconnected) takes it over.
+ */
+class ConversionDetached extends StepFailed {}
+
+/** Another worker converts this image: its files are not ours to remove. */
+class ConversionBusy extends StepFailed {}
 
 const FACT_TIMEOUT_MS = 60_000;
 
@@ -104,23 +122,31 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
   const writeJournal = (j: Journal) =>
     must(cmd.writeFileAtomicArgv(paths.journal), { stdin: `${JSON.stringify(j)}\n` });
   let swapped = plan.action === "cleanup";
+  const worker: WorkerFiles = { log: paths.convertLog, exit: paths.convertExit };
 
   const doStep = async (step: Step): Promise<string | undefined> => {
     switch (step.kind) {
       case "remove-leftovers":
+        if (plan.leftovers.includes(paths.convertLog))
+          await must(stopWorkerArgv(worker), { timeoutMs: 60_000 });
         await must(cmd.removeArgv(plan.leftovers));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
       case "convert": {
         if (!plan.convert || !journal) throw new StepFailed("the plan has no conversion details");
-        await writeJournal(journal);
-        await must(cmd.convertArgv(plan.convert, plan.path, paths.temp), {
-          onStdout: (chunk) => {
-            const percent = cmd.parseConvertProgress(chunk);
-            if (percent !== undefined) ctx.emit({ type: "step-progress", disk, step: "convert", percent });
-          },
-        });
-        return undefined;
+        if (!plan.convert.reattach) {
+          await writeJournal(journal);
+          const started = await run({
+            argv: startWorkerArgv(worker, cmd.convertArgv(plan.convert, plan.path, paths.temp)),
+            timeoutMs: FACT_TIMEOUT_MS,
+          });
+          if (started.exitCode === WORKER_BUSY_EXIT) throw new ConversionBusy(describeFailure(started));
+          if (started.exitCode !== 0 || started.timedOut) throw new StepFailed(describeFailure(started));
+        }
+        await watchConversion(worker, ctx, (percent) =>
+          ctx.emit({ type: "step-progress", disk, step: "convert", percent }),
+        );
+        return plan.convert.reattach ? "reattached to the conversion left running" : undefined;
       }
       case "copy-attributes":
         await must(cmd.copyAttributesArgv(plan.path, paths.temp));
@@ -143,6 +169,8 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
         return undefined;
       case "finish-journal":
         await must(cmd.fsyncArgv(paths.dir));
+        // The journal goes last: until it does, a re-run knows this rewrite was ours.
+        await must(cmd.removeArgv([paths.convertLog, paths.convertExit]));
         await must(cmd.removeArgv([paths.journal]));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
@@ -169,9 +197,16 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
       const durationMs = performance.now() - stepStarted;
       steps.push({ kind: step.kind, ok: false, durationMs, message });
       ctx.emit({ type: "step-end", disk, step: step.kind, ok: false, durationMs, message });
-      if (!swapped) await discardRewrite(ctx.transport, paths);
-      const outcome = swapped ? "the new image is in place" : "the original is untouched";
-      return result("failed", `${step.kind} failed: ${message} (${outcome})`);
+      const leftRunning = error instanceof ConversionDetached || error instanceof ConversionBusy;
+      if (!swapped && !leftRunning) await discardRewrite(ctx.transport, paths);
+      const outcome = swapped
+        ? "the new image is in place"
+        : error instanceof ConversionDetached
+          ? "the original is untouched; the conversion continues on the host and the next run finishes it"
+          : "the original is untouched";
+      return result("failed", `${step.kind} failed: ${message} (${outcome})`, {
+        ...(error instanceof ConversionDetached ? { detached: true } : {}),
+      });
     }
   }
   const after = await gather(ctx.transport, fileStat, { path: plan.path }, FACT_TIMEOUT_MS);
@@ -234,10 +269,53 @@ async function checkStillSafe(plan: DiskPlan, transport: Transport): Promise<voi
   }
 }
 
-/** Best effort: a failed rewrite leaves no temporary image or journal behind. */
+/**
+ * Follows the detached conversion to its end. Cancelled, it stops the worker; its connection
+ * lost, it leaves the worker running and says so.
+ */
+async function watchConversion(
+  worker: WorkerFiles,
+  ctx: TaskContext,
+  onPercent: (percent: number) => void,
+): Promise<void> {
+  let watched: CommandResult;
+  try {
+    watched = await ctx.transport.run({
+      argv: watchWorkerArgv(worker),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      onStdout: (chunk) => {
+        const percent = cmd.parseConvertProgress(chunk);
+        if (percent !== undefined) onPercent(percent);
+      },
+    });
+  } catch (error) {
+    if (ctx.signal?.aborted) throw new StepFailed("cancelled");
+    throw new ConversionDetached(`lost sight of the conversion: ${(error as Error).message}`);
+  }
+  const end = parseWatchEnd(watched.stdout);
+  if (!end.ended) {
+    if (ctx.signal?.aborted) throw new StepFailed("cancelled");
+    throw new StepFailed(`following the conversion: ${describeFailure(watched)}`);
+  }
+  if (end.code === 0) return;
+  const tail = await ctx.transport.run({ argv: workerTailArgv(worker), timeoutMs: FACT_TIMEOUT_MS });
+  const detail = tail.stdout.trim().split("\n").join(" / ");
+  throw new StepFailed(
+    end.code === undefined
+      ? "the conversion ended without an exit status (killed, or the host restarted)"
+      : `qemu-img convert exited with ${end.code}${detail ? `: ${detail}` : ""}`,
+  );
+}
+
+/** Best effort: a failed rewrite leaves no worker, temporary image or journal behind. */
 async function discardRewrite(transport: Transport, paths: ReturnType<typeof imagePaths>): Promise<void> {
   try {
-    await transport.run({ argv: cmd.removeArgv([paths.temp, paths.journal]), timeoutMs: FACT_TIMEOUT_MS });
+    const worker = { log: paths.convertLog, exit: paths.convertExit };
+    await transport.run({ argv: stopWorkerArgv(worker), timeoutMs: FACT_TIMEOUT_MS });
+    await transport.run({
+      argv: cmd.removeArgv([paths.temp, paths.journal, paths.convertLog, paths.convertExit]),
+      timeoutMs: FACT_TIMEOUT_MS,
+    });
   } catch {
     // The next run finds and removes them by name.
   }

@@ -62,16 +62,29 @@ function runLocal(spec: CommandSpec): Promise<CommandResult> {
       stderr += chunk;
       spec.onStderr?.(chunk);
     });
+    let keepalive: NodeJS.Timeout | undefined;
     child.stdin.on("error", () => {}); // a command that exits without reading its input is fine
     if (spec.holdStdinUntil && !spec.holdStdinUntil.aborted) {
       child.stdin.write(spec.stdin ?? "");
-      spec.holdStdinUntil.addEventListener("abort", () => child.stdin.end(), { once: true });
+      keepalive = spec.stdinKeepaliveMs
+        ? setInterval(() => child.stdin.write("\n"), spec.stdinKeepaliveMs)
+        : undefined;
+      keepalive?.unref();
+      spec.holdStdinUntil.addEventListener(
+        "abort",
+        () => {
+          clearInterval(keepalive);
+          child.stdin.end();
+        },
+        { once: true },
+      );
     } else child.stdin.end(spec.stdin ?? "");
     child.on("error", (error) => {
       clearTimeout(timer);
       reject(new TransportError(`cannot run ${program}: ${error.message}`, { cause: error }));
     });
     child.on("close", (code, signal) => {
+      clearInterval(keepalive);
       clearTimeout(timer);
       clearTimeout(killTimer);
       spec.signal?.removeEventListener("abort", onAbort);

@@ -17,6 +17,11 @@ export interface CommandSpec {
    * connection does: how a lock held on the far side is released when we die.
    */
   holdStdinUntil?: AbortSignal;
+  /**
+   * While standard input is held open, write a newline this often: the far side can then tell a
+   * dead link (silence) from a live one, without waiting for TCP to notice.
+   */
+  stdinKeepaliveMs?: number;
   /** Called with each chunk of output as it arrives, for progress. */
   onStdout?: (chunk: string) => void;
   onStderr?: (chunk: string) => void;

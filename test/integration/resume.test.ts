@@ -3,7 +3,7 @@
  * run is stopped by a transport that never answers one chosen command, which leaves the disk in
  * exactly the state a kill at that point would.
  */
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_POLICY } from "../../src/config/playbook.js";
@@ -91,13 +91,52 @@ describe("resuming an interrupted rewrite", { timeout: 60_000 }, () => {
     expect(readdirSync(dir).filter((n) => n.includes(".reclaim-"))).toEqual([]);
   });
 
-  it("starts over when the run stopped before its copy was verified", async () => {
+  it("verifies and swaps a conversion that finished on the host after the run stopped", async () => {
     const { dir, image, playbook, inventory } = await interruptedRun((s) => s.argv[0] === "cp");
     expect(existsSync(join(dir, ".vm.qcow2.reclaim-tmp"))).toBe(true);
 
     const rerun = await runCliProcess(["apply", "--yes", "-i", inventory, playbook]);
     expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toMatch(/conversion finished on the host: verify it, swap/);
+    expect(rerun.stdout).not.toMatch(/convert started/);
+    expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
+    expect(readdirSync(dir).filter((n) => n.includes(".reclaim-"))).toEqual([]);
+  });
+
+  it("reattaches to a conversion that still runs on the host when the run stopped", async () => {
+    const { dir, image, playbook, inventory } = await interruptedRun((s) =>
+      String(s.argv[2] ?? "").includes("reclaim-worker gone"),
+    );
+    const rerun = await runCliProcess(["apply", "--yes", "-i", inventory, playbook]);
+    expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toMatch(
+      /conversion (still runs on the host: wait for it|finished on the host: verify it)/,
+    );
+    expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
+    expect(readdirSync(dir).filter((n) => n.includes(".reclaim-"))).toEqual([]);
+  });
+
+  it("starts over when the conversion died without an exit status", async () => {
+    const { dir, image, playbook, inventory } = await interruptedRun((s) => s.argv[0] === "cp");
+    // What a worker killed, or a host restarted, leaves: output and no exit status.
+    rmSync(join(dir, ".vm.qcow2.reclaim-convert.exit"));
+
+    const rerun = await runCliProcess(["apply", "--yes", "-i", inventory, playbook]);
+    expect(rerun.code).toBe(0);
     expect(rerun.stdout).toMatch(/remove leftovers of an interrupted run/);
+    expect(rerun.stdout).toMatch(/convert started/);
+    expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
+    expect(readdirSync(dir).filter((n) => n.includes(".reclaim-"))).toEqual([]);
+  });
+
+  it("starts over when the conversion failed", async () => {
+    const { dir, image, playbook, inventory } = await interruptedRun((s) => s.argv[0] === "cp");
+    writeFileSync(join(dir, ".vm.qcow2.reclaim-convert.exit"), "1\n");
+
+    const rerun = await runCliProcess(["apply", "--yes", "-i", inventory, playbook]);
+    expect(rerun.code).toBe(0);
+    expect(rerun.stdout).toMatch(/remove leftovers of an interrupted run/);
+    expect(rerun.stdout).toMatch(/convert started/);
     expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
     expect(readdirSync(dir).filter((n) => n.includes(".reclaim-"))).toEqual([]);
   });

@@ -1,6 +1,7 @@
 /**
  * The whole host path on this machine: the built CLI, the local transport, the real qemu-img.
  */
+
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -16,6 +17,7 @@ import {
   randomImage,
   writePlaybook,
 } from "../helpers/images.js";
+import { processesMentioning } from "../lab/proc.js";
 
 const { defer, workspace } = deferCleanups();
 
@@ -186,10 +188,16 @@ describe("a kill -9 during conversion", { timeout: 120_000 }, () => {
     const after = statSync(image);
     expect([after.ino, after.mtimeMs, after.size]).toEqual([before.ino, before.mtimeMs, before.size]);
     expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
+    const outlived = processesMentioning(temp).length > 0 || existsSync(`${temp.slice(0, -4)}convert.exit`);
+    expect(outlived).toBe(true);
 
+    // The conversion ran detached: it outlived the runner, and the next run takes it over.
     const rerun = await runCliProcess(["apply", "--yes", "-i", inventory, playbook]);
     expect(rerun.code).toBe(0);
-    expect(rerun.stdout).toMatch(/remove leftovers of an interrupted run/);
+    expect(rerun.stdout).toMatch(
+      /conversion (still runs on the host: wait for it|finished on the host: verify it)/,
+    );
+    expect(rerun.stdout).not.toMatch(/remove leftovers/);
     expect(rerun.stdout).toMatch(/changed=1/);
     expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);
     expect(allocated(image)).toBeLessThan(allocated(join(dir, "pristine.qcow2")));
@@ -213,6 +221,8 @@ describe("Ctrl-C during conversion", { timeout: 120_000 }, () => {
     expect(run.code).toBe(130);
     expect(run.stderr).toMatch(/interrupted/);
     expect(reclaimLeftovers(dir)).toEqual([]);
+    // Cancelling stops the detached conversion too: nothing goes on writing in the background.
+    expect(processesMentioning(temp)).toEqual([]);
     const after = statSync(image);
     expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
     expect(identical(join(dir, "pristine.qcow2"), image)).toBe(true);

@@ -6,7 +6,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { ClientChannel } from "ssh2";
-import { TransportError } from "../../errors.js";
+import { ConnectionLostError, TransportError } from "../../errors.js";
 import { quoteArgv } from "../quote.js";
 import type { CommandResult, CommandSpec, Transport } from "../transport.js";
 import type { SshChain } from "./connect.js";
@@ -44,10 +44,10 @@ export function createSshTransport(
   return {
     host,
     async run(spec: CommandSpec): Promise<CommandResult> {
-      if (lost) throw new TransportError(lost);
+      if (lost) throw new ConnectionLostError(lost, true);
       await slots.acquire();
       try {
-        if (lost) throw new TransportError(lost);
+        if (lost) throw new ConnectionLostError(lost, true);
         const channel = await openChannel(chain, remoteCommand(spec), busy);
         busy.open += 1;
         try {
@@ -146,7 +146,7 @@ function drive(
     let signal: string | null = null;
     let sawExit = false;
     let timedOut = false;
-    const abortLost = (reason: string) => finish(new TransportError(reason));
+    const abortLost = (reason: string) => finish(new ConnectionLostError(reason));
     inFlight.add(abortLost);
     const stop = (sig: string) => {
       try {
@@ -173,9 +173,11 @@ function drive(
     const onAbort = () => stop("TERM");
     spec.signal?.addEventListener("abort", onAbort, { once: true });
     let done = false;
+    let keepalive: NodeJS.Timeout | undefined;
     function finish(error?: Error) {
       if (done) return;
       done = true;
+      clearInterval(keepalive);
       clearTimeout(timer);
       clearTimeout(closeTimer);
       inFlight.delete(abortLost);
@@ -217,13 +219,24 @@ function drive(
       onExit(code, sig);
       // No exit status: the channel or the connection went away under the command.
       if (!sawExit && !timedOut && !spec.signal?.aborted)
-        return finish(new TransportError("the command ended without an exit status (connection lost?)"));
+        return finish(new ConnectionLostError("the command ended without an exit status (connection lost?)"));
       finish();
     });
     channel.on("error", (error: Error) => finish(new TransportError(error.message)));
     if (spec.holdStdinUntil && !spec.holdStdinUntil.aborted) {
       channel.write(spec.stdin ?? "");
-      spec.holdStdinUntil.addEventListener("abort", () => channel.end(), { once: true });
+      keepalive = spec.stdinKeepaliveMs
+        ? setInterval(() => channel.write("\n"), spec.stdinKeepaliveMs)
+        : undefined;
+      keepalive?.unref();
+      spec.holdStdinUntil.addEventListener(
+        "abort",
+        () => {
+          clearInterval(keepalive);
+          channel.end();
+        },
+        { once: true },
+      );
     } else channel.end(spec.stdin ?? "");
     // Aborted while the command waited for a channel: "abort" has fired already, and the command
     // would otherwise run to its end.

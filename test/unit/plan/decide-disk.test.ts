@@ -184,6 +184,81 @@ describe("deciding what to do with a disk", () => {
     expect(plan.steps.map((s) => s.kind)).toEqual(["remove-leftovers"]);
   });
 
+  describe("a conversion an interrupted run left detached on the host", () => {
+    const worker = (w: NonNullable<DiskFacts["worker"]>) =>
+      bloatedDisk({ temp: tempStat, journal: journal("converting"), worker: w });
+
+    it("reattaches to it while it runs, then verifies and swaps", () => {
+      const plan = decide({ ...worker({ state: "running" }), tempInUse: true });
+      expect(plan.action).toBe("finish");
+      expect(plan.convert?.reattach).toBe(true);
+      expect(plan.steps.map((s) => s.kind)).toEqual([
+        "convert",
+        "copy-attributes",
+        "flush",
+        "verify",
+        "swap",
+        "finish-journal",
+      ]);
+      expect(plan.steps[0]?.description).toMatch(/reattach/);
+      expect(plan.leftovers).toEqual([]);
+    });
+
+    it("verifies and swaps what it made once it exited 0, converting nothing again", () => {
+      const plan = decide(worker({ state: "exited", code: 0 }));
+      expect(plan.action).toBe("finish");
+      expect(plan.convert?.reattach).toBeUndefined();
+      expect(plan.steps.map((s) => s.kind)).not.toContain("convert");
+      expect(plan.steps.map((s) => s.kind)).toContain("verify");
+    });
+
+    it("keeps the backup the interrupted run meant to keep", () => {
+      const facts = bloatedDisk({
+        temp: tempStat,
+        journal: journal("converting", { backup: "/images/web01.qcow2.reclaim-backup-X" }),
+        worker: { state: "running" },
+      });
+      const plan = decide(facts);
+      expect(plan.backup).toBe("/images/web01.qcow2.reclaim-backup-X");
+      expect(plan.steps.map((s) => s.kind)).toContain("keep-backup");
+    });
+
+    it.each([
+      ["it failed", { state: "exited", code: 1 } as const],
+      ["it died without an exit status", { state: "gone" } as const],
+    ])("starts over when %s, removing its files", (_, state) => {
+      const plan = decide(worker(state));
+      expect(plan.action).toBe("rewrite");
+      expect(plan.steps[0]?.kind).toBe("remove-leftovers");
+      expect(plan.leftovers).toEqual([
+        "/images/.web01.qcow2.reclaim-tmp",
+        "/images/.web01.qcow2.reclaim-journal",
+        "/images/.web01.qcow2.reclaim-convert.log",
+        "/images/.web01.qcow2.reclaim-convert.exit",
+      ]);
+    });
+
+    it("does not take it over when the image changed since it started: it is stopped and removed", () => {
+      const changed = { ...stat, mtimeSec: stat.mtimeSec + 60 };
+      const plan = decide({ ...worker({ state: "running" }), stat: changed, tempInUse: true });
+      expect(plan.action).toBe("rewrite");
+      expect(plan.steps[0]?.kind).toBe("remove-leftovers");
+      expect(plan.leftovers).toContain("/images/.web01.qcow2.reclaim-convert.log");
+    });
+
+    it("stops and removes it when the policy no longer wants a rewrite", () => {
+      const plan = decide(worker({ state: "running" }), { ...policy, minRatio: 0.99 });
+      expect(plan.action).toBe("cleanup");
+      expect(plan.leftovers).toContain("/images/.web01.qcow2.reclaim-convert.log");
+    });
+
+    it("leaves alone a temporary image locked by a process that is not a conversion of ours", () => {
+      const plan = decide(bloatedDisk({ temp: tempStat, journal: journal("converting"), tempInUse: true }));
+      expect(plan.action).toBe("skip");
+      expect(plan.reason).toMatch(/another process is rewriting/);
+    });
+  });
+
   it("counts a stale temporary image's space as free, since it is removed first", () => {
     const plan = decide(
       bloatedDisk({ free: { availableBytes: 200 * MiB }, temp: tempStat, journal: journal("converting") }),

@@ -164,6 +164,7 @@ const shapes: Record<string, Record<string, "optional" | "required">> = {
     bitmaps: "required",
     compress: "required",
     keepBackup: "required",
+    reattach: "optional",
   } satisfies Shape<ConvertSpec>,
   "plan#/$defs/fileIdentity": {
     device: "required",
@@ -206,6 +207,7 @@ const shapes: Record<string, Record<string, "optional" | "required">> = {
     estimate: "optional",
     steps: "required",
     durationMs: "required",
+    detached: "optional",
   } satisfies Shape<DiskResult>,
   "apply-result#/$defs/zeroOutcome": {
     mount: "required",

@@ -23,6 +23,33 @@ describe("one runner per disk", () => {
     }
   });
 
+  it("is released when its holder falls silent (a link that died without a word), not before", async () => {
+    const silent = await acquireDiskLock(transport, image, {
+      waitMs: 1000,
+      owner: "A",
+      keepaliveMs: 60_000,
+      silenceLimitSeconds: 2,
+    });
+    const talking = `${image}.talking`;
+    const kept = await acquireDiskLock(transport, talking, {
+      waitMs: 1000,
+      owner: "C",
+      keepaliveMs: 500,
+      silenceLimitSeconds: 2,
+    });
+    try {
+      const next = await acquireDiskLock(transport, image, { waitMs: 10_000, owner: "B" });
+      expect(next.held).toBe(true);
+      if (next.held) await next.release();
+      // Meanwhile the holder that kept speaking kept its lock.
+      const blocked = await acquireDiskLock(transport, talking, { waitMs: 1000, owner: "D" });
+      expect(blocked.held).toBe(false);
+    } finally {
+      if (silent.held) await silent.release();
+      if (kept.held) await kept.release();
+    }
+  });
+
   it("lets the next runner in once the lock is released", async () => {
     const first = await acquireDiskLock(transport, image, { waitMs: 1000, owner: "A" });
     if (!first.held) throw new Error("first lock not held");
