@@ -9,10 +9,11 @@ import type { Transport } from "./transport.js";
 /**
  * sudo reads the password only when it asks for one. Where it does not (a NOPASSWD rule, or root)
  * the password line would reach the command, and a journal written from standard input would begin
- * with it. So a marker line follows the password, and this reads up to the marker, whichever line
- * sudo left, before the command starts with only its own input ($0 is the marker).
+ * with it. So a marker line follows the password, and this reads up to the marker, whatever sudo
+ * left before it (a password with a line break is several lines), before the command starts with
+ * only its own input ($0 is the marker).
  */
-const SKIP_TO_MARKER = 'IFS= read -r line; [ "$line" = "$0" ] || IFS= read -r line; exec "$@"';
+const SKIP_TO_MARKER = 'while IFS= read -r line; do [ "$line" = "$0" ] && exec "$@"; done; exit 125';
 
 export function withBecome(inner: Transport, password?: string): Transport {
   return {

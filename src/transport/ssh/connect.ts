@@ -53,6 +53,10 @@ export async function connectChain(settings: SshSettings, options: ConnectOption
 
 async function connectOnce(settings: SshSettings, options: ConnectOptions): Promise<SshChain> {
   const hops: SshEndpoint[] = [...settings.jumps, settings];
+  for (const hop of hops) {
+    const problem = unusableName(hop);
+    if (problem) throw new SshConnectError(problem, false);
+  }
   const clients: Client[] = [];
   const close = () => {
     for (const c of [...clients].reverse()) c.end();
@@ -76,6 +80,21 @@ async function connectOnce(settings: SshSettings, options: ConnectOptions): Prom
     close();
     throw error;
   }
+}
+
+/**
+ * A name the resolver would read otherwise than written: it takes a C string, so a NUL ends it
+ * early and `"10.0.0.1\0anything"` would reach 10.0.0.1 (and, accepting new keys, record that
+ * host's key under the whole name). No host or user name holds a control character.
+ */
+function unusableName(hop: SshEndpoint): string | undefined {
+  const control = (text: string) => [...text].some((c) => c < " " || c === "\u007f");
+  // Escaped, so that the message stays one line and shows what is there.
+  const shown = (text: string) => JSON.stringify(text).replaceAll("\u007f", "\\u007f");
+  if (control(hop.hostname))
+    return `${shown(hop.hostname)} is not a host name or address: it holds a control character`;
+  if (control(hop.user)) return `${shown(hop.user)} is not a user name: it holds a control character`;
+  return undefined;
 }
 
 function forward(client: Client, via: SshEndpoint, to: SshEndpoint): Promise<Duplex> {
