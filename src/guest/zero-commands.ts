@@ -30,16 +30,39 @@ export function parseTrimmed(stdout: string): number | undefined {
 }
 
 /**
- * Writes `mib` MiB of zeros into the fill file, flushes them, and removes the file whatever
- * happens (the trap also covers a signal); exit status is dd's.
+ * Writes `mib` MiB of zeros into the fill file and removes it whatever happens (the trap also
+ * covers a signal). The zeros go in chunks, each flushed, and before each the free space is read
+ * again: when another writer in the guest uses space up faster than planned, the fill stops
+ * while `keepBytes` are still free, instead of taking the filesystem to full under the guest's
+ * own programs. Its last line says how many bytes it wrote, and why it stopped early if it did.
  */
-export function fillArgv(mount: string, mib: number): string[] {
+const FILL = `f=$1 total=$2 keep=$(($3 / 1048576)) chunk=64 written=0 rc=0
+trap 'rm -f -- "$f"' EXIT HUP INT TERM
+dir=$(dirname -- "$f")
+while [ "$written" -lt "$total" ]; do
+  n=$chunk; [ $((total - written)) -lt "$n" ] && n=$((total - written))
+  avail=$(df -Pk -- "$dir" | awk 'NR == 2 { print $4 }')
+  room=$((\${avail:-0} / 1024 - keep))
+  if [ "$room" -lt 1 ]; then echo "reclaim-fill: stopped at the reserve: $((\${avail:-0} / 1024)) MiB free"; break; fi
+  [ "$room" -lt "$n" ] && n=$room
+  out=$(dd if=/dev/zero of="$f" bs=1M count="$n" seek="$written" conv=notrunc,fsync 2>&1) || { rc=$?; echo "$out"; break; }
+  written=$((written + n))
+done
+size=$(stat -c %s -- "$f" 2>/dev/null || echo 0)
+rm -f -- "$f"; sync
+echo "reclaim-fill: $size bytes copied"
+exit "$rc"`;
+
+export function fillArgv(mount: string, mib: number, keepBytes = 0): string[] {
   if (!Number.isInteger(mib) || mib <= 0)
     throw new RangeError(`fill size must be a positive whole number of MiB, not ${mib}`);
-  return shellScript(
-    'f=$1; trap \'rm -f -- "$f"\' EXIT HUP INT TERM; dd if=/dev/zero of="$f" bs=1M count="$2" conv=fsync 2>&1; rc=$?; rm -f -- "$f"; sync; exit "$rc"',
-    [fillFilePath(mount), String(mib)],
-  );
+  return shellScript(FILL, [fillFilePath(mount), String(mib), String(Math.max(0, Math.ceil(keepBytes)))]);
+}
+
+/** The fill stopped because the free space fell to the reserve: the MiB still free then. */
+export function parseStoppedAtReserve(output: string): number | undefined {
+  const m = /reclaim-fill: stopped at the reserve: (\d+) MiB free/.exec(output);
+  return m ? Number(m[1]) : undefined;
 }
 
 /** Removes fill files a lost connection left behind. */
@@ -48,10 +71,12 @@ export function removeFillLeftoversArgv(mounts: readonly string[]): string[] {
 }
 
 /**
- * Bytes dd reports as written: GNU dd says "104857600 bytes (105 MB, 100 MiB) copied"; busybox dd
- * only "100+0 records out", whole records of the fill's 1 MiB blocks (a partial one is not counted).
+ * Bytes the fill wrote: its own last line, or what dd reports (GNU dd says "104857600 bytes (105 MB, 100 MiB) copied"; busybox dd
+ * only "100+0 records out", whole records of the fill's 1 MiB blocks (a partial one is not counted)).
  */
 export function parseFilled(output: string): number | undefined {
+  const own = /reclaim-fill: (\d+) bytes copied/.exec(output);
+  if (own) return Number(own[1]);
   const bytes = /(\d+) bytes(?: \([^)]*\))? copied/.exec(output);
   if (bytes) return Number(bytes[1]);
   const records = /(\d+)\+\d+ records out/.exec(output);
@@ -60,9 +85,14 @@ export function parseFilled(output: string): number | undefined {
 
 export type FillSize = { mib: number } | { skip: string };
 
+/** The bytes a fill leaves free on a filesystem. */
+export function reserveBytes(fs: Pick<GuestFilesystem, "sizeBytes">, reserve: Reserve): number {
+  return reserve.kind === "bytes" ? reserve.bytes : Math.ceil(fs.sizeBytes * reserve.ratio);
+}
+
 /** How much to fill: the free space less the reserve, in whole MiB; nothing when that is too little. */
 export function fillSize(fs: GuestFilesystem, reserve: Reserve): FillSize {
-  const keep = reserve.kind === "bytes" ? reserve.bytes : Math.ceil(fs.sizeBytes * reserve.ratio);
+  const keep = reserveBytes(fs, reserve);
   const mib = Math.floor((fs.availableBytes - keep) / MiB);
   if (mib < 1) return { skip: `${fs.mount}: free space is within the reserve, nothing to fill` };
   return { mib };

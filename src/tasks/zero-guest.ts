@@ -26,8 +26,10 @@ import {
   fillFilePath,
   fillSize,
   parseFilled,
+  parseStoppedAtReserve,
   parseTrimmed,
   removeFillLeftoversArgv,
+  reserveBytes,
   trimArgv,
 } from "../guest/zero-commands.js";
 import type { GuestZeroPlan, ZeroStep } from "../plan/plan.js";
@@ -202,7 +204,7 @@ export async function applyZeroGuest(
       outcomes.push({ mount: step.mount, kind: "skip", ok: true, bytes: 0, message: step.reason });
     else if (plan.os === "windows") outcomes.push(await windowsStep(step, plan, run));
     else if (step.kind === "trim") outcomes.push(await trim(step.mount, run));
-    else outcomes.push(await fill(step.mount, step.mib, run));
+    else outcomes.push(await fill(step.mount, step.mib, keepFor(plan, step.mount), run));
   }
   if (before === undefined || !hostAllocated) return outcomes;
   const trimmed = outcomes.filter((o) => o.kind === "trim" && o.ok).reduce((sum, o) => sum + o.bytes, 0);
@@ -229,7 +231,7 @@ export async function applyZeroGuest(
     const filled =
       plan.os === "windows"
         ? await sdelete(outcome.mount, size.mib, run)
-        : await fill(outcome.mount, size.mib, run);
+        : await fill(outcome.mount, size.mib, keepFor(plan, outcome.mount), run);
     outcomes[i] = { ...filled, message: `${why}; filled instead: ${filled.message}` };
   }
   return outcomes;
@@ -341,8 +343,14 @@ async function sdelete(mount: string, mib: number, run: Run): Promise<ZeroOutcom
   };
 }
 
-async function fill(mount: string, mib: number, run: Run): Promise<ZeroOutcome> {
-  const running = run(fillArgv(mount, mib), FILL_TIMEOUT_MS);
+/** The reserve a fill keeps free on a mount, in bytes. */
+function keepFor(plan: GuestZeroPlan, mount: string): number {
+  const fs = plan.filesystems.find((f) => f.mount === mount);
+  return fs ? reserveBytes(fs, plan.reserve) : 0;
+}
+
+async function fill(mount: string, mib: number, keepBytes: number, run: Run): Promise<ZeroOutcome> {
+  const running = run(fillArgv(mount, mib, keepBytes), FILL_TIMEOUT_MS);
   const watching = run.watchFill?.(mount, mib * MiB, running);
   const r = await running;
   await watching;
@@ -350,9 +358,12 @@ async function fill(mount: string, mib: number, run: Run): Promise<ZeroOutcome> 
   // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
   // gone either way, and the zeros written still count.
   const full = /No space left on device/.test(r.stdout);
+  const atReserve = parseStoppedAtReserve(r.stdout);
   const message =
     r.exitCode === 0
-      ? `wrote ${formatBytes(bytes)} of zeros`
+      ? atReserve === undefined
+        ? `wrote ${formatBytes(bytes)} of zeros`
+        : `wrote ${formatBytes(bytes)} of zeros, then stopped: the free space fell to ${formatBytes(atReserve * MiB)} (another writer), the reserve is kept`
       : full
         ? `the filesystem filled up after ${formatBytes(bytes)}; stopped`
         : describeFailure(r);

@@ -102,6 +102,28 @@ describe("freeing blocks inside a running guest", { timeout: 120_000 }, () => {
     expect((await fillGuest.ssh("ls -a /data")).stdout).not.toContain(".reclaim-zero-fill");
   });
 
+  it("stops the fill at the reserve when the guest's own program uses the space up meanwhile, and that program's writes all succeed", async () => {
+    // A program inside the guest writes 120 MiB slowly (several seconds), from before the fill
+    // to after it: the fill, planned to leave only the reserve, meets it early.
+    await fillGuest.ssh(
+      "rm -f /data/app /data/app.rc; (for i in $(seq 0 59); do dd if=/dev/zero of=/data/app bs=2M count=1 seek=$i conv=notrunc,fsync 2>/dev/null || exit 1; sleep 0.05; done; echo done > /data/app.rc) </dev/null >/dev/null 2>&1 &",
+    );
+    const run = await runCliProcess(["apply", "--yes", ...files(fillGuest, fillImage.path, "fill")], {
+      HOME: dir,
+    });
+    expect(run.code, run.stdout).toBe(0);
+    expect(run.stdout).toMatch(/\/data: wrote [\d.]+ MiB of zeros, then stopped: the free space fell to/);
+    let rc = "";
+    for (let i = 0; i < 120 && rc !== "done"; i++) {
+      rc = (await fillGuest.ssh("cat /data/app.rc 2>/dev/null")).stdout.trim();
+      if (rc !== "done") await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(rc).toBe("done");
+    const after = await fillGuest.ssh("ls -a /data; wc -c < /data/app; rm -f /data/app /data/app.rc");
+    expect(after.stdout).not.toContain(".reclaim-zero-fill");
+    expect(after.stdout).toMatch(/^125829120$/m);
+  });
+
   it("with zero: auto and shutdown: never, writes no zeros a rewrite could not drop", async () => {
     const before = allocatedBytes(fillImage.path);
     const run = await runCliProcess(["apply", "--yes", ...files(fillGuest, fillImage.path, "auto")], {

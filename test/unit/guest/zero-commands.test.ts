@@ -9,6 +9,7 @@ import {
   fillArgv,
   fillSize,
   parseFilled,
+  parseStoppedAtReserve,
   parseTrimmed,
   trimArgv,
 } from "../../../src/guest/zero-commands.js";
@@ -75,6 +76,31 @@ describe("zeroing commands", () => {
     }
     expect(existsSync(dir)).toBe(false);
   });
+
+  it.runIf(process.getuid?.() === 0)(
+    "stops at the reserve when another writer used the space up since the plan, and leaves nothing behind",
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "reclaim-fill-reserve-"));
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=200m", "tmpfs", dir]);
+      try {
+        // Planned with 180 MiB free and a 40 MiB reserve: 140 MiB. Then the guest's own program
+        // wrote 100 MiB.
+        execFileSync("dd", ["if=/dev/zero", `of=${join(dir, "app.log")}`, "bs=1M", "count=100"], {
+          stdio: "ignore",
+        });
+        const argv = fillArgv(dir, 140, 40 * MiB);
+        const out = execFileSync(argv[0] as string, argv.slice(1), { encoding: "utf8" });
+        expect(parseStoppedAtReserve(out)).toBeGreaterThanOrEqual(40);
+        const written = parseFilled(out) ?? -1;
+        expect(written).toBeGreaterThan(0);
+        expect(written).toBeLessThanOrEqual(60 * MiB);
+        expect(readdirSync(dir)).toEqual(["app.log"]);
+      } finally {
+        execFileSync("umount", [dir]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("refuses a fill size that is not a positive whole number", () => {
     expect(() => fillArgv("/data", 0)).toThrow(RangeError);
