@@ -15,7 +15,15 @@ const FALSE_WORDS = ["false", "no", "off"];
 type Check = (value: unknown) => string | undefined;
 
 const text: Check = (v) =>
-  typeof v === "string" && v !== "" ? undefined : `must be a non-empty string, found ${describe(v)}`;
+  typeof v !== "string" || v === ""
+    ? `must be a non-empty string, found ${describe(v)}`
+    : // A resolver or a log line would read a NUL or a line break otherwise than written.
+      /[\u0000-\u001f\u007f]/.test(v)
+      ? "must not hold control characters (a line break, a NUL)"
+      : undefined;
+
+const becomeUser: Check = (v) =>
+  v === "root" ? undefined : `reclaim only becomes root (its host steps need root), found ${describe(v)}`;
 
 const port: Check = (v) =>
   toPort(v) === undefined ? `must be a port number from 1 to 65535, found ${describe(v)}` : undefined;
@@ -37,6 +45,7 @@ const CHECKS: Readonly<Record<string, Check>> = {
   ansible_connection: connection,
   ansible_ssh_private_key_file: text,
   ansible_become: flag,
+  ansible_become_user: becomeUser,
 };
 
 /** The variables reclaim reads; any other variable is carried along unchecked. */
@@ -45,7 +54,7 @@ export const HONOURED_VARS: readonly string[] = Object.keys(CHECKS);
 /** The honoured variables whose values are text: an INI reader keeps `ansible_user=1000` a string. */
 export const TEXT_VARS: ReadonlySet<string> = new Set(
   Object.entries(CHECKS)
-    .filter(([, check]) => check === text || check === connection)
+    .filter(([, check]) => check === text || check === connection || check === becomeUser)
     .map(([name]) => name),
 );
 
