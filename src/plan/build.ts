@@ -74,7 +74,7 @@ export function totalsOf(hosts: readonly HostPlan[]): PlanTotals {
     disksOk: disks.filter((d) => d.action === "ok").length,
     disksSkipped: disks.filter((d) => d.action === "skip").length,
     estimatedReclaim: disks
-      .filter((d) => d.action === "rewrite")
+      .filter((d) => d.action === "rewrite" || d.action === "finish")
       .reduce((sum, d) => sum + (d.estimate?.reclaim ?? 0), 0),
   };
 }
