@@ -175,8 +175,9 @@ describe("the virsh command line", () => {
 });
 
 describe("asking libvirt about a host's guests", () => {
-  it("asks about every domain in one round trip and pairs each answer with its domain", async () => {
+  it("lists the domains once, then asks about only the known ones in one round trip", async () => {
     const { transport, ran } = scripted({
+      "list --all --name": { stdout: "web01\nother\ndb01\n" },
       "dominfo -- web01": {
         stdout:
           "Id:             3\nName:           web01\nState:          running\nPersistent:     yes\nAutostart:      disable\n",
@@ -203,12 +204,11 @@ describe("asking libvirt about a host's guests", () => {
       { uri: "qemu:///system", name: "ghost" },
       { uri: "qemu:///system", name: "db01" },
     ]);
-    expect(runs).toBe(1);
+    expect(runs).toBe(2);
     expect(ran).toEqual([
+      "virsh -q -c qemu:///system list --all --name",
       "virsh -q -c qemu:///system dominfo -- web01",
       "virsh -q -c qemu:///system dumpxml -- web01",
-      "virsh -q -c qemu:///system dominfo -- ghost",
-      "virsh -q -c qemu:///system dumpxml -- ghost",
       "virsh -q -c qemu:///system dominfo -- db01",
       "virsh -q -c qemu:///system dumpxml -- db01",
     ]);
@@ -222,9 +222,26 @@ describe("asking libvirt about a host's guests", () => {
     ]);
   });
 
-  it("reports a host without virsh for each domain", async () => {
-    const { transport } = scripted({ virsh: { exitCode: 127, stderr: "sh: 1: exec: virsh: not found\n" } });
-    expect(await gatherLibvirtFacts(transport, [args])).toEqual([{ lookup: { kind: "no-virsh" } }]);
+  it("reports a host without virsh for each domain, after one command", async () => {
+    const { transport, ran } = scripted({
+      virsh: { exitCode: 127, stderr: "sh: 1: exec: virsh: not found\n" },
+    });
+    const many = ["a", "b", "c"].map((name) => ({ ...args, name }));
+    expect(await gatherLibvirtFacts(transport, many)).toEqual(
+      many.map(() => ({ lookup: { kind: "no-virsh" } })),
+    );
+    expect(ran).toHaveLength(1);
+  });
+
+  it("reports a libvirt that does not answer for each domain, with its message", async () => {
+    const { transport } = scripted({
+      "list --all --name": { exitCode: 1, stderr: "error: failed to connect to the hypervisor\n" },
+    });
+    const [fact] = await gatherLibvirtFacts(transport, [args]);
+    expect(fact?.lookup).toMatchObject({
+      kind: "error",
+      message: expect.stringMatching(/failed to connect/),
+    });
   });
 
   it("runs nothing when there is no domain to ask about", async () => {
