@@ -29,16 +29,35 @@ export function parseTrimmed(stdout: string): number | undefined {
   return m ? Number(m[1] ?? m[2]) : undefined;
 }
 
+/** Exit status of a fill that found another fill running on the same filesystem. */
+export const FILL_BUSY_EXIT = 75;
+
 /**
- * Writes `mib` MiB of zeros into the fill file and removes it whatever happens (the trap also
- * covers a signal). The zeros go in chunks, each flushed, and before each the free space is read
- * again: when another writer in the guest uses space up faster than planned, the fill stops
- * while `keepBytes` are still free, instead of taking the filesystem to full under the guest's
- * own programs. Its last line says how many bytes it wrote, and why it stopped early if it did.
+ * Writes `mib` MiB of zeros into the fill file and removes it whatever happens (on a signal too).
+ * The zeros go in chunks, each flushed, and before each the free space is read again: when
+ * another writer in the guest uses space up faster than planned, the fill stops while
+ * `keepBytes` are still free, instead of taking the filesystem to full under the guest's own
+ * programs. Its last line says how many bytes it wrote, and why it stopped early if it did.
+ *
+ * One fill per filesystem: it holds a flock on the mount point (where the guest has flock), and
+ * exits 75 when another holds it. With `watchInput`, it also ends itself when its input ends or
+ * falls silent for 30 s: its caller (whose transport streams input and sends a newline every
+ * 10 s) is gone, and neither sshd nor dropbear signals a command that has no terminal.
  */
-const FILL = `f=$1 total=$2 keep=$(($3 / 1048576)) chunk=64 written=0 rc=0
-trap 'rm -f -- "$f"' EXIT HUP INT TERM
+const FILL = `f=$1 total=$2 keep=$(($3 / 1048576)) watch=$4 chunk=64 written=0 rc=0
 dir=$(dirname -- "$f")
+if command -v flock >/dev/null 2>&1; then
+  exec 8<"$dir" && flock -n 8 || { echo "reclaim-fill: another fill runs here"; exit ${FILL_BUSY_EXIT}; }
+fi
+trap 'rm -f -- "$f"' EXIT
+trap 'exit 143' HUP INT TERM
+w=
+if [ "$watch" = watch ]; then
+  # A background job's input would be /dev/null: hand it ours through fd 7.
+  exec 7<&0
+  { while [ "$(timeout 30 head -c 1 | wc -c)" = 1 ]; do :; done; kill -TERM $$; } <&7 7<&- 8<&- >/dev/null 2>&1 &
+  w=$!
+fi
 while [ "$written" -lt "$total" ]; do
   n=$chunk; [ $((total - written)) -lt "$n" ] && n=$((total - written))
   avail=$(df -Pk -- "$dir" | awk 'NR == 2 { print $4 }')
@@ -48,15 +67,21 @@ while [ "$written" -lt "$total" ]; do
   out=$(dd if=/dev/zero of="$f" bs=1M count="$n" seek="$written" conv=notrunc,fsync 2>&1) || { rc=$?; echo "$out"; break; }
   written=$((written + n))
 done
+[ -n "$w" ] && kill "$w" 2>/dev/null
 size=$(stat -c %s -- "$f" 2>/dev/null || echo 0)
 rm -f -- "$f"; sync
 echo "reclaim-fill: $size bytes copied"
 exit "$rc"`;
 
-export function fillArgv(mount: string, mib: number, keepBytes = 0): string[] {
+export function fillArgv(mount: string, mib: number, keepBytes = 0, watchInput = false): string[] {
   if (!Number.isInteger(mib) || mib <= 0)
     throw new RangeError(`fill size must be a positive whole number of MiB, not ${mib}`);
-  return shellScript(FILL, [fillFilePath(mount), String(mib), String(Math.max(0, Math.ceil(keepBytes)))]);
+  return shellScript(FILL, [
+    fillFilePath(mount),
+    String(mib),
+    String(Math.max(0, Math.ceil(keepBytes))),
+    watchInput ? "watch" : "",
+  ]);
 }
 
 /** The fill stopped because the free space fell to the reserve: the MiB still free then. */
@@ -65,9 +90,18 @@ export function parseStoppedAtReserve(output: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Removes fill files a lost connection left behind. */
+/**
+ * Removes fill files a lost connection left behind, except where a fill still runs (it holds the
+ * mount point's flock): that one removes its own file when it ends. Prints `busy MOUNT` for each.
+ */
 export function removeFillLeftoversArgv(mounts: readonly string[]): string[] {
-  return ["rm", "-f", "--", ...mounts.map(fillFilePath)];
+  return shellScript(
+    `for m in "$@"; do
+  if command -v flock >/dev/null 2>&1 && ! flock -n "$m" true 2>/dev/null; then echo "busy $m"; continue; fi
+  rm -f -- "$m/${FILL_FILE}" || exit 1
+done`,
+    mounts,
+  );
 }
 
 /**

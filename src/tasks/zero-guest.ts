@@ -21,6 +21,7 @@ import {
   volumesAsFilesystems,
 } from "../guest/windows.js";
 import {
+  FILL_BUSY_EXIT,
   FILL_FILE,
   fillArgv,
   fillFilePath,
@@ -35,7 +36,7 @@ import {
 import type { GuestZeroPlan, ZeroStep } from "../plan/plan.js";
 import type { ZeroOutcome } from "../run/results.js";
 import { runBatch } from "../transport/batch.js";
-import { describeFailure, type Transport } from "../transport/transport.js";
+import { type CommandSpec, describeFailure, type Transport } from "../transport/transport.js";
 
 const MiB = 1024 * 1024;
 /** A fill writes at least ~150 MB/s here under emulation; this bounds even a large filesystem. */
@@ -186,7 +187,9 @@ export async function applyZeroGuest(
   hostAllocated?: () => Promise<number>,
   progress?: { onFill: FillProgress; everyMs?: number },
 ): Promise<ZeroOutcome[]> {
-  const run: Run = (argv, timeoutMs) => transport.run({ argv, timeoutMs, ...(signal ? { signal } : {}) });
+  const run: Run = (argv, timeoutMs, extra = {}) =>
+    transport.run({ argv, timeoutMs, ...extra, ...(signal ? { signal } : {}) });
+  if (transport.streamsStdin) run.streamsStdin = true;
   if (progress)
     run.watchFill = (mount, totalBytes, done) =>
       watchFill(transport, mount, totalBytes, done, progress.onFill, progress.everyMs ?? FILL_PROGRESS_MS);
@@ -245,10 +248,18 @@ export function trimDidNotReachHost(trimmedInGuest: number, freedOnHost: number)
 /** Zeros written so far into a filesystem's fill file, and what the fill will write in all. */
 export type FillProgress = (mount: string, bytes: number, totalBytes: number) => void;
 
-type Run = ((argv: string[], timeoutMs: number) => ReturnType<Transport["run"]>) & {
+type Run = ((
+  argv: string[],
+  timeoutMs: number,
+  extra?: Partial<Pick<CommandSpec, "holdStdinUntil" | "stdinKeepaliveMs">>,
+) => ReturnType<Transport["run"]>) & {
+  streamsStdin?: boolean;
   /** Reports a running fill's progress until `done` settles. */
   watchFill?: (mount: string, totalBytes: number, done: Promise<unknown>) => Promise<void>;
 };
+
+/** How often a fill hears from us; it stops itself after 30 s without a word. */
+const FILL_KEEPALIVE_MS = 10_000;
 
 /** How often a running fill's file is looked at, for progress. */
 const FILL_PROGRESS_MS = 5_000;
@@ -350,10 +361,26 @@ function keepFor(plan: GuestZeroPlan, mount: string): number {
 }
 
 async function fill(mount: string, mib: number, keepBytes: number, run: Run): Promise<ZeroOutcome> {
-  const running = run(fillArgv(mount, mib, keepBytes), FILL_TIMEOUT_MS);
+  // Where input streams, the fill keeps it open and hears our newlines: if we go away (killed,
+  // connection cut), it stops by itself and removes its file, instead of running on unseen.
+  const done = new AbortController();
+  const watchInput = run.streamsStdin === true;
+  const running = run(
+    fillArgv(mount, mib, keepBytes, watchInput),
+    FILL_TIMEOUT_MS,
+    watchInput ? { holdStdinUntil: done.signal, stdinKeepaliveMs: FILL_KEEPALIVE_MS } : {},
+  );
   const watching = run.watchFill?.(mount, mib * MiB, running);
-  const r = await running;
+  const r = await running.finally(() => done.abort());
   await watching;
+  if (r.exitCode === FILL_BUSY_EXIT)
+    return {
+      mount,
+      kind: "fill",
+      ok: true,
+      bytes: 0,
+      message: "a fill from an earlier run still runs here; left to finish and remove its file",
+    };
   const bytes = parseFilled(r.stdout) ?? 0;
   // A filesystem that filled up under the fill (another writer) ends dd early: the fill file is
   // gone either way, and the zeros written still count.

@@ -18,6 +18,7 @@ const SKIP_TO_MARKER = 'while IFS= read -r line; do [ "$line" = "$0" ] && exec "
 export function withBecome(inner: Transport, password?: string): Transport {
   return {
     host: inner.host,
+    ...(inner.streamsStdin ? { streamsStdin: true } : {}),
     run: (spec) => {
       if (password === undefined) return inner.run({ ...spec, argv: ["sudo", "-n", "--", ...spec.argv] });
       const marker = `reclaim-become-${randomBytes(8).toString("hex")}`;

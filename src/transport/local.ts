@@ -18,6 +18,7 @@ const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p));
 export function createLocalTransport(host = "localhost"): Transport {
   return {
     host,
+    streamsStdin: true,
     run: (spec) => runLocal(spec),
     close: async () => {},
   };

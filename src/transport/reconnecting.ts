@@ -67,6 +67,7 @@ export function reconnecting(
 
   const transport: Transport = {
     host: first.host,
+    ...(first.streamsStdin ? { streamsStdin: true } : {}),
     async run(spec: CommandSpec): Promise<CommandResult> {
       const on = await use(spec.signal);
       try {

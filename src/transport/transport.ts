@@ -42,6 +42,11 @@ export interface CommandResult {
 export interface Transport {
   /** The inventory host this transport reaches, for messages. */
   readonly host: string;
+  /**
+   * Standard input is a live stream while the command runs (`holdStdinUntil` is honoured), so a
+   * command can tell its caller went away. Not so through a guest agent, which passes input whole.
+   */
+  readonly streamsStdin?: boolean;
   run(spec: CommandSpec): Promise<CommandResult>;
   /**
    * A TCP stream to host:port opened from the far side (SSH's direct-tcpip), for reaching what only

@@ -43,6 +43,7 @@ export function createSshTransport(
 
   return {
     host,
+    streamsStdin: true,
     async run(spec: CommandSpec): Promise<CommandResult> {
       if (lost) throw new ConnectionLostError(lost, true);
       await slots.acquire();

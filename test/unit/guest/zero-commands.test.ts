@@ -5,14 +5,17 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { GuestFilesystem } from "../../../src/guest/filesystems.js";
 import {
+  FILL_BUSY_EXIT,
   FILL_FILE,
   fillArgv,
   fillSize,
   parseFilled,
   parseStoppedAtReserve,
   parseTrimmed,
+  removeFillLeftoversArgv,
   trimArgv,
 } from "../../../src/guest/zero-commands.js";
+import { createLocalTransport } from "../../../src/transport/local.js";
 import { fixture } from "../../helpers/results.js";
 
 const MiB = 1024 * 1024;
@@ -102,8 +105,54 @@ describe("zeroing commands", () => {
     },
   );
 
+  it("stops by itself and removes its file when its caller's input ends (the caller went away)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "reclaim-fill-orphan-"));
+    try {
+      const gone = new AbortController();
+      const running = createLocalTransport().run({
+        argv: fillArgv(dir, 4096, 0, true),
+        holdStdinUntil: gone.signal,
+        timeoutMs: 120_000,
+      });
+      await waitUntil(() => existsSync(join(dir, FILL_FILE)));
+      gone.abort();
+      const r = await running;
+      expect(r.exitCode).toBe(143);
+      expect(parseFilled(r.stdout) ?? 0).toBeLessThan(4096 * MiB);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("runs one fill per filesystem: a second one leaves the first and its file alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "reclaim-fill-one-"));
+    try {
+      const local = createLocalTransport();
+      const first = local.run({ argv: fillArgv(dir, 2048, 0), timeoutMs: 120_000 });
+      await waitUntil(() => existsSync(join(dir, FILL_FILE)));
+      const second = await local.run({ argv: fillArgv(dir, 1, 0), timeoutMs: 10_000 });
+      expect(second.exitCode).toBe(FILL_BUSY_EXIT);
+      const tidy = await local.run({ argv: removeFillLeftoversArgv([dir]), timeoutMs: 10_000 });
+      expect(tidy.stdout).toBe(`busy ${dir}\n`);
+      expect(existsSync(join(dir, FILL_FILE))).toBe(true);
+      expect((await first).exitCode).toBe(0);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a fill size that is not a positive whole number", () => {
     expect(() => fillArgv("/data", 0)).toThrow(RangeError);
     expect(() => fillArgv("/data", 1.5)).toThrow(RangeError);
   });
 });
+
+async function waitUntil(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
