@@ -6,9 +6,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, writeSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { hostname, userInfo } from "node:os";
 import { dirname, isAbsolute, join } from "node:path";
+import { readSourceBytes } from "../config/source-file.js";
 import type { Plan } from "../plan/plan.js";
 import { sha256 } from "../plan/saved.js";
 import {
@@ -160,7 +160,8 @@ function whoAmI(): { user?: string; uid?: number; hostname: string } {
 
 async function digestOf(path: string): Promise<AuditFile> {
   try {
-    return { path, sha256: sha256(await readFile(path)) };
+    // Bounded: the run refuses a file too large to read, and so must not read it here first.
+    return { path, sha256: sha256(await readSourceBytes(path)) };
   } catch {
     return { path }; // the run itself says why it cannot read it
   }

@@ -329,13 +329,15 @@ function checkDuplicates(
   guests: readonly (Guest | undefined)[],
   diagnostics: Diagnostic[],
 ): void {
-  const sameHost = (a: Guest, b: Guest) => a.host === undefined || b.host === undefined || a.host === b.host;
-  const earlier: Guest[] = [];
+  // Indexed rather than searched: a play of 50,000 guests must not compare each with all before it.
+  const names = new Map<string, Earliest>();
+  const disks = new Map<string, Earliest>();
+  const rank = new Map<Guest, number>();
   guests.forEach((guest, g) => {
     if (!guest) return;
-    const first = earlier.find(
-      (e) => typeof guest.name === "string" && e.name === guest.name && sameHost(e, guest),
-    );
+    rank.set(guest, g);
+    const first =
+      typeof guest.name === "string" ? earliest(names.get(guest.name), guest, rank)[0] : undefined;
     if (first) {
       diagnostics.push(
         diagnosticAt(
@@ -345,10 +347,10 @@ function checkDuplicates(
         ),
       );
     }
-    guest.disks.forEach((disk, d) => {
-      const twice = guest.disks.slice(0, d).find((other) => other.path === disk.path);
-      const shared = earlier.filter((e) => e !== first && sameHost(e, guest));
-      const owner = shared.find((e) => e.disks.some((other) => other.path === disk.path));
+    const own = new Map<string, GuestDisk>();
+    for (const disk of guest.disks) {
+      const twice = own.get(disk.path);
+      const owner = earliest(disks.get(disk.path), guest, rank).find((e) => e !== first);
       if (twice) {
         diagnostics.push({
           ...disk.source,
@@ -361,9 +363,47 @@ function checkDuplicates(
           message: `disk ${disk.path} already belongs to guest '${owner.name}' (line ${line})`,
         });
       }
-    });
-    earlier.push(guest);
+      if (!twice) own.set(disk.path, disk);
+    }
+    if (typeof guest.name === "string") remember(names, guest.name, guest);
+    for (const path of own.keys()) remember(disks, path, guest);
   });
+}
+
+/**
+ * The first two guests seen with a name or a disk: in all, without `host`, and for each host. Two,
+ * because the search for a disk's owner passes over the guest whose name is repeated.
+ */
+interface Earliest {
+  all: Guest[];
+  anyHost: Guest[];
+  byHost: Map<unknown, Guest[]>;
+}
+
+function remember(index: Map<string, Earliest>, key: string, guest: Guest): void {
+  let seen = index.get(key);
+  if (!seen) {
+    seen = { all: [], anyHost: [], byHost: new Map() };
+    index.set(key, seen);
+  }
+  const keep = (list: Guest[]) => {
+    if (list.length < 2) list.push(guest);
+  };
+  keep(seen.all);
+  if (guest.host === undefined) keep(seen.anyHost);
+  else {
+    const list = seen.byHost.get(guest.host);
+    if (list) keep(list);
+    else seen.byHost.set(guest.host, [guest]);
+  }
+}
+
+/** The (at most two) earliest guests seen that could share a host with `guest`, first first. */
+function earliest(seen: Earliest | undefined, guest: Guest, rank: ReadonlyMap<Guest, number>): Guest[] {
+  if (!seen) return [];
+  if (guest.host === undefined) return seen.all;
+  const candidates = [...seen.anyHost, ...(seen.byHost.get(guest.host) ?? [])];
+  return candidates.sort((a, b) => (rank.get(a) ?? 0) - (rank.get(b) ?? 0)).slice(0, 2);
 }
 
 function sourceRef(source: SourceDocument, at: YamlPath): SourceRef {

@@ -2,8 +2,23 @@
  * YAML read with source positions. Every later check (schema, semantics) points back into the
  * file through `locate`, so a user always sees file:line:column.
  */
-import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import {
+  type Document,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  type YAMLMap,
+} from "yaml";
 import type { Diagnostic } from "./diagnostic.js";
+import { MAX_ALIAS_EXPANSION } from "./limits.js";
+import { sourceSizeProblem } from "./source-file.js";
+import { parseBounded, type Refusal } from "./yaml-bounded.js";
+import { checkNodes } from "./yaml-nodes.js";
 
 export type PathSegment = string | number;
 export type YamlPath = readonly PathSegment[];
@@ -18,46 +33,30 @@ export interface SourceDocument {
   value: unknown;
 }
 
-/** Aliases expanded beyond this count are refused: a "billion laughs" document stays cheap. */
-const MAX_ALIAS_COUNT = 1000;
-
-/** Configuration files are small; these bounds keep hostile ones cheap to refuse. */
-const MAX_BYTES = 4 * 1024 * 1024;
-/** The yaml package recurses per nesting level and exhausts the stack around 20,000 levels. */
-const MAX_FLOW_DEPTH = 256;
-
-/** Parse YAML text, collecting syntax problems as diagnostics instead of throwing. */
+/**
+ * Parse YAML text, collecting syntax problems as diagnostics instead of throwing. Hostile text (too
+ * large, too deep, an alias bomb) is refused with a position, in time and memory bounded by
+ * limits.ts, before anything recurses over it.
+ */
 export function parseYaml(file: string, text: string): SourceDocument {
-  const refusal = refuseHostile(text);
-  if (refusal) {
-    const lines = new LineCounter();
-    const doc = parseDocument("", { lineCounter: lines });
-    lines.lineStarts = [0];
-    for (let i = 0; i < text.length && i < refusal.offset; i++) if (text[i] === "\n") lines.addNewLine(i + 1);
-    const { line, col } = lines.linePos(refusal.offset);
-    return {
-      file,
-      doc,
-      lines,
-      diagnostics: [{ file, line, column: col, message: refusal.message }],
-      value: null,
-    };
-  }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const diagnostics: Diagnostic[] = [...doc.errors, ...doc.warnings].map((e) => {
-    const { line, col } = lines.linePos(e.pos[0]);
-    return {
-      file,
-      line: Math.max(line, 1),
-      column: Math.max(col, 1),
-      message: yamlMessage(e.code, e.message),
-    };
-  });
+  const tooLarge = sourceSizeProblem(text);
+  const parsed = tooLarge ? { offset: 0, message: tooLarge } : parseBounded(text, lines);
+  if (!("contents" in parsed)) return refused(file, lines, [parsed]);
+  const doc = parsed;
+  const diagnostics: Diagnostic[] = [...doc.errors, ...doc.warnings].map((e) => ({
+    file,
+    ...position(lines, e.pos[0]),
+    message: yamlMessage(e.message),
+  }));
+  const nodes = checkNodes(doc);
+  const problems = nodes.alias ? [...nodes.duplicates, nodes.alias] : nodes.duplicates;
+  diagnostics.push(...problems.map((p) => ({ file, ...position(lines, p.offset), message: p.message })));
   let value: unknown = null;
-  if (doc.errors.length === 0) {
+  if (diagnostics.length === 0) {
     try {
-      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+      // checkNodes has bounded the expansion; the yaml package's own count is a second guard.
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSION });
     } catch (error) {
       diagnostics.push({
         file,
@@ -70,42 +69,24 @@ export function parseYaml(file: string, text: string): SourceDocument {
   return { file, doc, lines, diagnostics, value };
 }
 
-/** Too large, or nested deeper than any configuration needs. */
-function refuseHostile(text: string): { offset: number; message: string } | undefined {
-  if (text.length > MAX_BYTES)
-    return { offset: 0, message: `file too large (${text.length} bytes; at most ${MAX_BYTES})` };
-  let depth = 0;
-  let quote = "";
-  let comment = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (comment) {
-      if (c === "\n") comment = false;
-    } else if (quote) {
-      // A quote also ends at a line break here: an apostrophe in a plain scalar must not hide
-      // the brackets that follow from the count.
-      if (c === quote || c === "\n") quote = "";
-    } else if (c === '"' || c === "'") {
-      quote = c;
-    } else if (c === "#") {
-      comment = true;
-    } else if (c === "[" || c === "{") {
-      depth += 1;
-      if (depth > MAX_FLOW_DEPTH)
-        return { offset: i, message: `nested more than ${MAX_FLOW_DEPTH} levels deep` };
-    } else if (c === "]" || c === "}") {
-      depth = Math.max(0, depth - 1);
-    }
-  }
-  return undefined;
+/** A document that was not parsed to the end: an empty one, and why. */
+function refused(file: string, lines: LineCounter, problems: readonly Refusal[]): SourceDocument {
+  const doc = parseDocument("");
+  const diagnostics = problems.map((p) => ({ file, ...position(lines, p.offset), message: p.message }));
+  return { file, doc, lines, diagnostics, value: null };
 }
 
-function yamlMessage(code: string, message: string): string {
+/** 1-based; offsets past what the line counter has seen fall on its last line. */
+function position(lines: LineCounter, offset: number): { line: number; column: number } {
+  if (lines.lineStarts.length === 0) return { line: 1, column: offset + 1 };
+  const { line, col } = lines.linePos(offset);
+  return { line: Math.max(line, 1), column: Math.max(col, 1) };
+}
+
+function yamlMessage(message: string): string {
   // The yaml package appends a position and an excerpt; we print our own position.
   const first = message.split("\n")[0]?.replace(/ at line \d+, column \d+:?$/, "") ?? message;
-  return code === "DUPLICATE_KEY"
-    ? "duplicate key: each key may appear once in a mapping"
-    : `YAML syntax: ${first}`;
+  return `YAML syntax: ${first}`;
 }
 
 /**
@@ -121,7 +102,7 @@ export function locate(
   let keyNode: unknown;
   for (const segment of path) {
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && scalarKey(p.key) === String(segment));
+      const pair = pairOf(node, String(segment));
       if (!pair) break;
       keyNode = pair.key;
       node = pair.value ?? pair.key;
@@ -146,6 +127,22 @@ export function diagnosticAt(
   at: "key" | "value" = "value",
 ): Diagnostic {
   return { file: src.file, ...locate(src, path, at), message };
+}
+
+/** Each mapping's first pair for each key, indexed when first searched: locate runs once per host. */
+const pairIndex = new WeakMap<YAMLMap, Map<string, Pair>>();
+
+function pairOf(map: YAMLMap, key: string): Pair | undefined {
+  let index = pairIndex.get(map);
+  if (!index) {
+    index = new Map();
+    for (const pair of map.items) {
+      const name = isPair(pair) ? scalarKey(pair.key) : undefined;
+      if (name !== undefined && !index.has(name)) index.set(name, pair);
+    }
+    pairIndex.set(map, index);
+  }
+  return index.get(key);
 }
 
 function scalarKey(key: unknown): string | undefined {

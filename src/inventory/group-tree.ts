@@ -4,7 +4,7 @@
  * each group's depth (the longest way down from `all`, which decides whose vars win).
  */
 import type { Diagnostic } from "../config/diagnostic.js";
-import { byPosition, type RawChild, type RawInventory } from "./raw.js";
+import { byPosition, defineVar, type Position, type RawChild, type RawInventory } from "./raw.js";
 
 export interface GroupNode {
   name: string;
@@ -16,6 +16,8 @@ export interface GroupNode {
   vars: Record<string, unknown>;
   /** 0 for `all`, 1 for the groups right under it, and so on down the longest way. */
   depth: number;
+  /** Where the file first names the group (1:1 for an implicit `all` or `ungrouped`). */
+  at: Position;
 }
 
 export interface GroupTree {
@@ -35,16 +37,29 @@ export function buildGroupTree(raw: RawInventory): GroupTree {
   const declarations = [...raw.groups].sort(byPosition);
   const mentions = [...declarations, ...declarations.flatMap((d) => d.children)].sort(byPosition);
   const order = unique([...IMPLICIT_GROUPS, ...mentions.map((m) => m.name)]);
-  const nodes = new Map(order.map((name) => [name, emptyNode(name)]));
+  const firstAt = new Map<string, Position>();
+  for (const mention of mentions) if (!firstAt.has(mention.name)) firstAt.set(mention.name, mention.at);
+  const nodes = new Map(order.map((name) => [name, emptyNode(name, firstAt.get(name))]));
   const edges = new Map<string, RawChild[]>();
-  // Each parent-child pair once, at its first mention; a Set keeps long child lists linear.
+  // Each parent-child pair once, at its first mention; sets keep long lists linear.
   const seen = new Set<string>();
+  const hostsOf = new Map<string, Set<string>>();
   const diagnostics: Diagnostic[] = [];
   for (const declaration of declarations) {
     const node = nodes.get(declaration.name);
     if (!node) continue;
-    node.vars = { ...node.vars, ...declaration.vars };
-    node.hosts = unique([...node.hosts, ...declaration.hosts.map((h) => h.name)]);
+    // In place: a group declared many times must not be copied each time.
+    for (const [key, value] of Object.entries(declaration.vars)) defineVar(node.vars, key, value);
+    let hosts = hostsOf.get(node.name);
+    if (!hosts) {
+      hosts = new Set();
+      hostsOf.set(node.name, hosts);
+    }
+    for (const host of declaration.hosts) {
+      if (hosts.has(host.name)) continue;
+      hosts.add(host.name);
+      node.hosts.push(host.name);
+    }
     for (const child of declaration.children) {
       if (child.name === "all") {
         diagnostics.push({
@@ -63,14 +78,15 @@ export function buildGroupTree(raw: RawInventory): GroupTree {
     }
   }
   const cut = findCycles(order, edges, raw.file, diagnostics);
+  const linked = new Set<string>();
   for (const [parent, children] of edges) {
-    for (const child of children) if (!cut.has(child)) link(nodes, parent, child.name);
+    for (const child of children) if (!cut.has(child)) link(nodes, linked, parent, child.name);
   }
   // Ansible's reconciliation: `ungrouped` and every group without a parent go under `all`.
   for (const name of order) {
     const node = nodes.get(name);
     if (name !== "all" && node && (name === "ungrouped" || node.parents.length === 0))
-      link(nodes, "all", name);
+      link(nodes, linked, "all", name);
   }
   const all = nodes.get("all");
   if (all) all.children = unique(["ungrouped", ...all.children]);
@@ -78,14 +94,16 @@ export function buildGroupTree(raw: RawInventory): GroupTree {
   return { order, nodes, diagnostics, ancestorsOf: ancestry(nodes) };
 }
 
-function emptyNode(name: string): GroupNode {
-  return { name, hosts: [], children: [], parents: [], vars: {}, depth: 0 };
+function emptyNode(name: string, at: Position = { line: 1, column: 1 }): GroupNode {
+  return { name, hosts: [], children: [], parents: [], vars: {}, depth: 0, at };
 }
 
-function link(nodes: Map<string, GroupNode>, parent: string, child: string): void {
+function link(nodes: Map<string, GroupNode>, linked: Set<string>, parent: string, child: string): void {
   const p = nodes.get(parent);
   const c = nodes.get(child);
-  if (!p || !c || p.children.includes(child)) return;
+  const edge = `${parent}\n${child}`;
+  if (!p || !c || linked.has(edge)) return;
+  linked.add(edge);
   p.children.push(child);
   c.parents.push(parent);
 }
@@ -101,11 +119,12 @@ function findCycles(
   out: Diagnostic[],
 ): Set<RawChild> {
   const cut = new Set<RawChild>();
-  const state = new Map<string, "walking" | "done">();
+  /** A group's place on the stack while it is being walked, "done" after. */
+  const state = new Map<string, number | "done">();
   for (const root of order) {
     if (state.has(root)) continue;
     const stack = [{ name: root, next: 0 }];
-    state.set(root, "walking");
+    state.set(root, 0);
     while (stack.length > 0) {
       const top = stack[stack.length - 1];
       const edge = top && edges.get(top.name)?.[top.next];
@@ -116,24 +135,34 @@ function findCycles(
       }
       top.next += 1;
       const seen = state.get(edge.name);
-      if (seen === "walking") {
+      if (typeof seen === "number") {
         cut.add(edge);
-        const loop = [
-          ...stack.slice(stack.findIndex((f) => f.name === edge.name)).map((f) => f.name),
-          edge.name,
-        ];
         out.push({
           file,
           ...edge.at,
-          message: `group cycle: ${loop.join(" → ")}; a group cannot contain itself`,
+          message: `group cycle: ${loopThrough(stack, seen, edge.name)}; a group cannot contain itself`,
         });
       } else if (seen === undefined) {
-        state.set(edge.name, "walking");
+        state.set(edge.name, stack.length);
         stack.push({ name: edge.name, next: 0 });
       }
     }
   }
   return cut;
+}
+
+/**
+ * `a → b → a`, from the stack's `from`th group back to it; a long loop by its ends, so that a hostile
+ * chain of thousands of groups, each closing a loop, does not cost thousands of names a message.
+ */
+function loopThrough(stack: readonly { name: string }[], from: number, closing: string): string {
+  const names = (start: number, end: number) => stack.slice(start, end).map((f) => f.name);
+  const length = stack.length - from;
+  const loop =
+    length <= 12
+      ? names(from, stack.length)
+      : [...names(from, from + 6), `… ${length - 12} more …`, ...names(stack.length - 6, stack.length)];
+  return [...loop, closing].join(" → ");
 }
 
 /** Parents before children (Kahn's order: the tree has no cycle left), each child one below its deepest parent. */

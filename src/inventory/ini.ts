@@ -12,9 +12,9 @@
  *   ansible_become=yes                   # one key=value a line
  */
 import type { Diagnostic } from "../config/diagnostic.js";
-import { expandHostPattern } from "./host-range.js";
+import { expandHostPattern, MAX_INVENTORY_HOSTS, TOO_MANY_HOSTS } from "./host-range.js";
 import { iniValue, splitWords, withoutComment } from "./ini-words.js";
-import { type RawGroup, type RawInventory, type RawRead, rawGroup } from "./raw.js";
+import { defineVar, type RawGroup, type RawInventory, type RawRead, rawGroup } from "./raw.js";
 import { checkVar, TEXT_VARS } from "./vars.js";
 
 type SectionKind = "hosts" | "vars" | "children";
@@ -36,6 +36,8 @@ interface Reading {
   defined: Set<string>;
   /** [name:vars] sections, checked against `defined` at the end. */
   varSections: { name: string; line: number; column: number }[];
+  /** Hosts read so far, ranges expanded; past MAX_INVENTORY_HOSTS the rest are reported, not kept. */
+  hosts: number;
 }
 
 /** Every problem in an INI inventory and what could be read of it. */
@@ -46,6 +48,7 @@ export function readIniInventory(file: string, text: string): RawRead {
     diagnostics: [],
     defined: new Set(["all", "ungrouped"]),
     varSections: [],
+    hosts: 0,
   };
   // Hosts above the first section belong to no group but `all`, as hosts directly under `all:` in YAML.
   let section: Section = { kind: "hosts", group: declare(reading, "all", 1, 1) };
@@ -143,12 +146,19 @@ function readHostLine(reading: Reading, group: RawGroup, body: string, line: num
     return;
   }
   const [pattern, ...assignments] = split.words;
-  if (!pattern) return;
+  // Past the limit (already reported), ranges are not even expanded.
+  if (!pattern || reading.hosts > MAX_INVENTORY_HOSTS) return;
   const expanded = expandHostPattern(pattern.text);
   if ("error" in expanded) {
     report(reading, line, pattern.column, expanded.error);
     return;
   }
+  if (reading.hosts + expanded.names.length > MAX_INVENTORY_HOSTS) {
+    if (reading.hosts <= MAX_INVENTORY_HOSTS) report(reading, line, pattern.column, TOO_MANY_HOSTS);
+    reading.hosts = MAX_INVENTORY_HOSTS + 1;
+    return;
+  }
+  reading.hosts += expanded.names.length;
   const entries: [string, unknown][] = [];
   if (expanded.port !== undefined) {
     const problem = checkVar("ansible_port", expanded.port);
@@ -193,7 +203,7 @@ function readVarLine(reading: Reading, group: RawGroup, body: string, line: numb
   const valueText = after.trim();
   const value = iniValue(valueText, TEXT_VARS.has(key));
   checkAt(reading, key, value, line, start + eq + 2 + (after.length - after.trimStart().length));
-  group.vars = { ...group.vars, [key]: value };
+  defineVar(group.vars, key, value);
 }
 
 /** One group name in a [group:children] section. */

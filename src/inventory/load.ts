@@ -1,6 +1,7 @@
 /** Reading an inventory file, in either of Ansible's static formats, into the resolved Inventory. */
 import { extname } from "node:path";
 import { sortDiagnostics } from "../config/diagnostic.js";
+import { sourceSizeProblem } from "../config/source-file.js";
 import { ConfigError } from "../errors.js";
 import { readIniInventory } from "./ini.js";
 import type { Inventory } from "./model.js";
@@ -14,6 +15,8 @@ export type InventoryFormat = "yaml" | "ini";
  * Throws ConfigError carrying every problem found, each at its line and column; nothing else.
  */
 export function loadInventory(file: string, text: string): Inventory {
+  const tooLarge = sourceSizeProblem(text);
+  if (tooLarge) throw new ConfigError([{ file, line: 1, column: 1, message: tooLarge }]);
   // Editors on Windows may save a byte-order mark; it is not part of the first line.
   const body = text.replace(/^\uFEFF/, "");
   const read =
@@ -33,11 +36,13 @@ export function inventoryFormat(file: string, text: string): InventoryFormat {
   const ext = extname(file).toLowerCase();
   if (ext === ".yml" || ext === ".yaml" || ext === ".json") return "yaml";
   if (ext === ".ini") return "ini";
-  const first =
-    text
-      .split(/\r\n|\r|\n/)
-      .find((line) => !/^\s*(?:[#;].*)?$/.test(line))
-      ?.trim() ?? "";
+  // Line by line, stopping at the first that counts: a large file is not split whole.
+  let first = "";
+  for (const [line] of text.matchAll(/[^\r\n]+/g)) {
+    if (/^\s*(?:[#;].*)?$/.test(line)) continue;
+    first = line.trim();
+    break;
+  }
   const yamlStart =
     /^(?:---|%|\{)/.test(first) || /^(?:"[^"]*"|'[^']*'|[^\s[=#;][^=#]*?):(?:\s|$)/.test(first);
   return yamlStart ? "yaml" : "ini";

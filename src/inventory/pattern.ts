@@ -76,14 +76,14 @@ function matchTerm(inventory: Inventory, name: string): Set<string> | string {
   const regex = wildcard ? globToRegExp(name) : undefined;
   if (wildcard && !regex) return `pattern '${name}' is not a valid wildcard`;
   const matches = (candidate: string) => (regex ? regex.test(candidate) : candidate === name);
-  const groups = inventory.groups.filter((g) => matches(g.name)).map((g) => g.name);
+  const groups = new Set(inventory.groups.filter((g) => matches(g.name)).map((g) => g.name));
   const hosts = new Set<string>();
   for (const host of inventory.hosts) {
-    if (host.groups.some((g) => groups.includes(g))) hosts.add(host.name);
-    if ((groups.length === 0 || wildcard) && matches(host.name)) hosts.add(host.name);
+    if (host.groups.some((g) => groups.has(g))) hosts.add(host.name);
+    if ((groups.size === 0 || wildcard) && matches(host.name)) hosts.add(host.name);
   }
   // An empty group is a match (it exists); a name that is nothing at all is a mistake worth stopping for.
-  if (groups.length === 0 && hosts.size === 0)
+  if (groups.size === 0 && hosts.size === 0)
     return `pattern '${name}' matches no host or group in ${inventory.file}`;
   return hosts;
 }

@@ -52,3 +52,11 @@ export function rawGroup(name: string, at: Position): RawGroup {
 export function byPosition(a: { at: Position }, b: { at: Position }): number {
   return a.at.line - b.at.line || a.at.column - b.at.column;
 }
+
+/**
+ * Sets `vars[key]` in place, as data: a variable named __proto__ stays a variable (assignment would
+ * set the prototype), and merging many declarations costs no copy of what was merged before.
+ */
+export function defineVar(vars: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(vars, key, { value, writable: true, enumerable: true, configurable: true });
+}

@@ -11,7 +11,7 @@ import {
   type SourceDocument,
   type YamlPath,
 } from "../config/yaml-source.js";
-import { expandHostPattern } from "./host-range.js";
+import { expandHostPattern, MAX_INVENTORY_HOSTS, TOO_MANY_HOSTS } from "./host-range.js";
 import { type RawInventory, type RawRead, rawGroup } from "./raw.js";
 import { checkVar } from "./vars.js";
 
@@ -24,12 +24,14 @@ interface Reading {
   diagnostics: Diagnostic[];
   /** Set when a group was nested past MAX_GROUP_DEPTH. */
   tooDeep: boolean;
+  /** Hosts read so far, ranges expanded; past MAX_INVENTORY_HOSTS the rest are reported, not kept. */
+  hosts: number;
 }
 
 /** Every problem in a YAML inventory (syntax, schema, host patterns) and what could be read of it. */
 export function readYamlInventory(file: string, text: string): RawRead {
   const src = parseYaml(file, text);
-  const reading: Reading = { src, raw: { file, groups: [] }, diagnostics: [], tooDeep: false };
+  const reading: Reading = { src, raw: { file, groups: [] }, diagnostics: [], tooDeep: false, hosts: 0 };
   // Syntax errors and duplicate keys leave src.value untrustworthy: report them alone.
   if (src.diagnostics.length > 0) return { raw: reading.raw, diagnostics: src.diagnostics };
   if (isRecord(src.value)) {
@@ -57,6 +59,8 @@ function readGroup(reading: Reading, name: string, definition: unknown, path: Ya
   if (isRecord(definition.vars)) group.vars = { ...definition.vars };
   if (isRecord(definition.hosts)) {
     for (const [pattern, vars] of Object.entries(definition.hosts)) {
+      // Past the limit (already reported), ranges are not even expanded.
+      if (reading.hosts > MAX_INVENTORY_HOSTS) break;
       const hostPath = [...path, "hosts", pattern];
       const at = locate(src, hostPath, "key");
       const expanded = expandHostPattern(pattern);
@@ -64,6 +68,13 @@ function readGroup(reading: Reading, name: string, definition: unknown, path: Ya
         diagnostics.push({ file: src.file, ...at, message: expanded.error });
         continue;
       }
+      if (reading.hosts + expanded.names.length > MAX_INVENTORY_HOSTS) {
+        if (reading.hosts <= MAX_INVENTORY_HOSTS)
+          diagnostics.push({ file: src.file, ...at, message: TOO_MANY_HOSTS });
+        reading.hosts = MAX_INVENTORY_HOSTS + 1;
+        continue;
+      }
+      reading.hosts += expanded.names.length;
       let hostVars = isRecord(vars) ? { ...vars } : {};
       if (expanded.port !== undefined) {
         const problem = checkVar("ansible_port", expanded.port);

@@ -5,7 +5,9 @@
  * it has changed, naming what did otherwise. Pure, apart from nothing: the CLI reads and writes.
  */
 import { createHash } from "node:crypto";
+import { MAX_NESTING } from "../config/limits.js";
 import { formatBytes } from "../config/units.js";
+import { UsageError } from "../errors.js";
 import type { DiskPlan, GuestPlan, Plan, ZeroStep } from "./plan.js";
 
 export const SAVED_PLAN_FORMAT = "reclaim-saved-plan";
@@ -27,6 +29,63 @@ export interface SavedPlan {
   /** The command-line choices that shaped the plan. */
   options: { limit?: string; shard?: string };
   plan: Plan;
+}
+
+/**
+ * The saved plan in `text` (the contents of `file`, which only names it in messages).
+ * @throws UsageError saying why it is not one: not JSON, nested too deep, not ours, another version.
+ */
+export function parseSavedPlan(file: string, text: string): SavedPlan {
+  const deep = tooDeep(text);
+  if (deep)
+    throw new UsageError(
+      `${file}:${deep.line}:${deep.column}: not a saved plan: nested more than ${MAX_NESTING} levels deep`,
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${file}: not a saved plan (invalid JSON: ${(error as Error).message})`);
+  }
+  const saved = value as Partial<SavedPlan>;
+  if (saved.format !== SAVED_PLAN_FORMAT) throw new UsageError(`${file}: not a saved plan of reclaim`);
+  if (saved.version !== SAVED_PLAN_VERSION)
+    throw new UsageError(
+      `${file}: a saved plan of version ${saved.version}; this reclaim reads version ${SAVED_PLAN_VERSION}`,
+    );
+  if (!Array.isArray(saved.playbooks) || !saved.plan || !Array.isArray(saved.plan.hosts))
+    throw new UsageError(`${file}: the saved plan is incomplete`);
+  return saved as SavedPlan;
+}
+
+/**
+ * Where JSON text opens its (MAX_NESTING + 1)th level, if it does: JSON.parse would read it, but
+ * writing the plan back out (the audit log, --json) recurses once per level and would overflow.
+ */
+function tooDeep(text: string): { line: number; column: number } | undefined {
+  let depth = 0;
+  let inString = false;
+  let line = 1;
+  let lineStart = 0;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if (c === 10) {
+      line += 1;
+      lineStart = i + 1;
+    } else if (inString) {
+      if (c === 92)
+        i += 1; // a backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) {
+      inString = true;
+    } else if (c === 91 || c === 123) {
+      depth += 1;
+      if (depth > MAX_NESTING) return { line, column: i - lineStart + 1 };
+    } else if (c === 93 || c === 125) {
+      depth -= 1;
+    }
+  }
+  return undefined;
 }
 
 export function sha256(bytes: Buffer | string): string {

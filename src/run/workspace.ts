@@ -1,11 +1,11 @@
 /**
  * Read and validate everything the user wrote, reporting every problem in every file at once.
  */
-import { readFile } from "node:fs/promises";
 import type { Diagnostic } from "../config/diagnostic.js";
 import type { Play } from "../config/model.js";
 import { readPlaybook } from "../config/playbook.js";
 import { checkInventoryReferences } from "../config/references.js";
+import { readSourceFile } from "../config/source-file.js";
 import { ConfigError } from "../errors.js";
 import { loadInventory } from "../inventory/load.js";
 import type { Inventory } from "../inventory/model.js";
@@ -72,8 +72,10 @@ export async function loadWorkspace(
 
 async function readText(file: string): Promise<string> {
   try {
-    return await readFile(file, "utf8");
+    // Bounded: a pipe or /dev/zero named as a playbook is refused at the size limit.
+    return await readSourceFile(file);
   } catch (error) {
+    if (error instanceof ConfigError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     const why =
       code === "ENOENT" ? "no such file" : code === "EISDIR" ? "is a directory" : (error as Error).message;

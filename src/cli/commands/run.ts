@@ -1,12 +1,13 @@
 /** `reclaim plan` and `reclaim apply`: read → validate → plan → (confirm) → apply → recap. */
 
-import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline/promises";
+import { readSourceBytes, readSourceFile, refuseLargeSources } from "../../config/source-file.js";
 import { parseDuration } from "../../config/units.js";
-import { CancelledError, ReclaimError, RunError, UsageError } from "../../errors.js";
+import { CancelledError, ConfigError, ReclaimError, RunError, UsageError } from "../../errors.js";
 import { hasChanges } from "../../plan/build.js";
 import type { Plan } from "../../plan/plan.js";
 import {
+  parseSavedPlan,
   planToApply,
   SAVED_PLAN_FORMAT,
   SAVED_PLAN_VERSION,
@@ -72,6 +73,7 @@ async function readAndPlan(
   io: CliIo,
 ): Promise<{ workspace: Workspace; prepared: PreparedRun }> {
   const shard = shardOf(options.shard);
+  await refuseLargeSources([...(options.inventory ? [options.inventory] : []), ...options.playbooks]);
   const workspace = await loadWorkspace(options.inventory, options.playbooks);
   const prepared = await preparePlan({
     ...workspace,
@@ -330,8 +332,9 @@ async function confirm(io: CliIo): Promise<void> {
 
 async function digestOf(path: string): Promise<SourceFile> {
   try {
-    return { path, sha256: sha256(await readFile(path)) };
+    return { path, sha256: sha256(await readSourceBytes(path)) };
   } catch (error) {
+    if (error instanceof ConfigError) throw error; // too large to read
     throw new UsageError(`cannot read ${path}: ${(error as Error).message}`);
   }
 }
@@ -354,28 +357,16 @@ async function savedPlanOf(options: PlanOptions, plan: Plan): Promise<SavedPlan>
 /** A single argument that is a saved plan (JSON of ours), or undefined for playbooks. */
 async function readSavedPlanArgument(args: readonly string[]): Promise<SavedPlan | undefined> {
   if (args.length !== 1) return undefined;
+  const file = args[0] as string;
   let text: string;
   try {
-    text = await readFile(args[0] as string, "utf8");
-  } catch {
+    text = await readSourceFile(file);
+  } catch (error) {
+    if (error instanceof ConfigError) throw error; // too large, whatever it holds
     return undefined; // the playbook loader reports a missing file with its own words
   }
   if (!text.trimStart().startsWith("{")) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`${args[0]}: not a saved plan (invalid JSON: ${(error as Error).message})`);
-  }
-  const saved = value as Partial<SavedPlan>;
-  if (saved.format !== SAVED_PLAN_FORMAT) throw new UsageError(`${args[0]}: not a saved plan of reclaim`);
-  if (saved.version !== SAVED_PLAN_VERSION)
-    throw new UsageError(
-      `${args[0]}: a saved plan of version ${saved.version}; this reclaim reads version ${SAVED_PLAN_VERSION}`,
-    );
-  if (!Array.isArray(saved.playbooks) || !saved.plan || !Array.isArray(saved.plan.hosts))
-    throw new UsageError(`${args[0]}: the saved plan is incomplete`);
-  return saved as SavedPlan;
+  return parseSavedPlan(file, text);
 }
 
 /**
