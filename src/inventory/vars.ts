@@ -18,7 +18,7 @@ const text: Check = (v) =>
   typeof v !== "string" || v === ""
     ? `must be a non-empty string, found ${describe(v)}`
     : // A resolver or a log line would read a NUL or a line break otherwise than written.
-      /[\u0000-\u001f\u007f]/.test(v)
+      [...v].some((c) => c < " " || c === "\u007f")
       ? "must not hold control characters (a line break, a NUL)"
       : undefined;
 

@@ -87,7 +87,10 @@ describe("two runners against one hypervisor", { timeout: 120_000 }, () => {
       const other = changed[0] === first ? second : first;
       const escaped = image.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
       expect(other.stdout).toMatch(
-        new RegExp(`^ok +kvm vm-\\w ${escaped}: (planned (rewrite|finish), but at apply time: )?would give back`, "m"),
+        new RegExp(
+          `^ok +kvm vm-\\w ${escaped}: (planned (rewrite|finish), but at apply time: )?would give back`,
+          "m",
+        ),
       );
       expect(allocated(image)).toBeLessThan((before[i] as number) - 48 * 1024 * 1024);
       expect(identical(`${image}.pristine`, image)).toBe(true);
