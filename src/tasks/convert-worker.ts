@@ -45,14 +45,19 @@ export function startWorkerArgv(files: WorkerFiles, argv: readonly string[]): st
  * dies of SIGPIPE at its next line.
  */
 const WATCH = `log=$1 exitf=$2
+# Opened once, never created: flock(1) on a path would create a log the worker already removed.
+# (Tested first: a failed redirection of exec ends a POSIX shell before any "||".)
+[ -e "$log" ] || { printf '\\nreclaim-worker gone\\n'; exit 0; }
+exec 8<"$log" || exit 1
 progress() { tail -c 256 -- "$log" 2>/dev/null | tr '\\r' '\\n' | grep '/100%)' | tail -n 1; }
 while :; do
   if [ -e "$exitf" ]; then progress; printf '\\nreclaim-worker exit %s\\n' "$(cat -- "$exitf")"; exit 0; fi
-  if flock -n "$log" true 2>/dev/null; then
+  if flock -n 8 2>/dev/null; then
     [ -e "$exitf" ] && continue
     printf '\\nreclaim-worker gone\\n'; exit 0
   fi
-  progress
+  # Written by this shell itself: once its reader is gone the write fails and the watch ends.
+  printf '%s\\n' "$(progress)" || exit 0
   sleep 1
 done`;
 
@@ -63,7 +68,8 @@ export function watchWorkerArgv(files: WorkerFiles): string[] {
 /** The state of a worker, read once (for the facts). */
 const STATE = `log=$1 exitf=$2
 [ -e "$log" ] || { echo none; exit 0; }
-if flock -n "$log" true 2>/dev/null; then
+exec 8<"$log" || exit 1
+if flock -n 8 2>/dev/null; then
   if [ -e "$exitf" ]; then printf 'exit %s\\n' "$(cat -- "$exitf")"; else echo gone; fi
 else echo running; fi`;
 
@@ -77,11 +83,12 @@ export function workerStateArgv(files: WorkerFiles): string[] {
  */
 const STOP = `log=$1
 [ -e "$log" ] || exit 0
-flock -n "$log" true 2>/dev/null && exit 0
+exec 8<"$log" || exit 1
+flock -n 8 2>/dev/null && exit 0
 pid=$(sed -n '1s/^pid \\([0-9][0-9]*\\)$/\\1/p' "$log")
 # Not "kill --": dash's kill takes no "--", and a negative number after the signal is a group.
 [ -n "$pid" ] && kill -TERM "-$pid" 2>/dev/null
-flock -w 30 "$log" true`;
+flock -w 30 8`;
 
 export function stopWorkerArgv(files: WorkerFiles): string[] {
   return shellScript(STOP, [files.log]);

@@ -79,6 +79,25 @@ describe("a detached conversion worker", { timeout: 30_000 }, () => {
     expect(parseWatchEnd(watched.stdout)).toEqual({ ended: true });
   });
 
+  it("stops watching once its reader is gone, and never creates the log again", async () => {
+    const f = files();
+    await run(startWorkerArgv(f, fakeConvert(15)));
+    const watch = watchWorkerArgv(f);
+    // Its reader takes one byte and goes: what a killed runner's SSH channel amounts to.
+    const cut = await local.run({
+      argv: ["sh", "-c", '"$@" | head -c 1 >/dev/null', "sh", ...watch],
+      timeoutMs: 20_000,
+    });
+    expect(cut.exitCode).toBe(0);
+    // It ended at its next line, long before the worker did.
+    expect(await state(f)).toEqual({ state: "running" });
+    await run(stopWorkerArgv(f));
+    rmSync(f.log);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(existsSync(f.log)).toBe(false);
+    expect(await state(f)).toEqual({ state: "none" });
+  });
+
   it("has no state at all before it was ever started", async () => {
     expect(await state(files())).toEqual({ state: "none" });
   });
