@@ -85,7 +85,11 @@ const STOP = `log=$1
 [ -e "$log" ] || exit 0
 exec 8<"$log" || exit 1
 flock -n 8 2>/dev/null && exit 0
-pid=$(sed -n '1s/^pid \\([0-9][0-9]*\\)$/\\1/p' "$log")
+# A worker started a moment ago may not have written its pid yet (it holds the lock already).
+i=0; pid=
+while [ -z "$pid" ] && [ "$i" -lt 100 ]; do
+  pid=$(sed -n '1s/^pid \\([0-9][0-9]*\\)$/\\1/p' "$log"); [ -n "$pid" ] || sleep 0.1; i=$((i + 1))
+done
 # Not "kill --": dash's kill takes no "--", and a negative number after the signal is a group.
 [ -n "$pid" ] && kill -TERM "-$pid" 2>/dev/null
 flock -w 30 8`;

@@ -69,13 +69,19 @@ export interface HostSide {
 export function fillNotWorth(
   filesystems: readonly GuestFilesystem[],
   slack: HostSide["slack"],
+  reserve?: Reserve,
 ): string | undefined {
   if (!slack || slack.allocatedBytes <= 0) return undefined;
   const used = filesystems.reduce((sum, fs) => sum + fs.usedBytes, 0);
-  const beyond = Math.max(0, slack.allocatedBytes - used);
+  // What the reserve keeps free is never zeroed: old data there stays allocated whatever we do.
+  const kept = reserve
+    ? filesystems.reduce((sum, fs) => sum + Math.min(fs.availableBytes, reserveBytes(fs, reserve)), 0)
+    : 0;
+  const beyond = Math.max(0, slack.allocatedBytes - used - kept);
   const ratio = beyond / slack.allocatedBytes;
   if (beyond >= slack.minReclaimableBytes && ratio >= slack.minRatio) return undefined;
-  return `the images allocate ${formatBytes(slack.allocatedBytes)} for ${formatBytes(used)} of files: a fill could give back at most ${formatBytes(beyond)}, below the policy's thresholds`;
+  const keptText = kept > 0 ? ` and ${formatBytes(kept)} the fill reserve keeps free` : "";
+  return `the images allocate ${formatBytes(slack.allocatedBytes)} for ${formatBytes(used)} of files${keptText}: a fill could give back at most ${formatBytes(beyond)}, below the policy's thresholds`;
 }
 
 /** Pure: what to do on each filesystem for a zero mode. */
@@ -92,7 +98,7 @@ export function decideZero(
   const notWorth =
     host.noRewrite && mode === "auto"
       ? `no fill: ${host.noRewrite}, and zeros written now would only grow its image until a rewrite`
-      : fillNotWorth(filesystems, host.slack);
+      : fillNotWorth(filesystems, host.slack, mode === "none" || os === "windows" ? undefined : reserve);
   const steps: ZeroStep[] = filesystems.map((fs): ZeroStep => {
     if (mode === "none") return { kind: "skip", mount: fs.mount, reason: "zero: none" };
     const trimReaches = fs.discard && host.discardReachesImages !== false;
@@ -161,13 +167,24 @@ export async function checkZeroGuest(
   }
   const [mounts, df, discard] = await runBatch(transport, [mountsArgv, dfArgv, discardArgv]);
   if (!mounts || !df || !discard) throw new Error("the guest answered too few facts");
-  const filesystems = parseGuestFilesystems(mounts, df, discard);
-  const plan = decideZero(guest, filesystems, mode, reserve, host);
+  const found = parseGuestFilesystems(mounts, df, discard);
   const probes = await runBatch(
     transport,
-    filesystems.map((fs) => ["test", "-e", fillFilePath(fs.mount)]),
+    found.map((fs) => ["stat", "-c", "%b %B", "--", fillFilePath(fs.mount)]),
   );
-  plan.leftovers = filesystems.filter((_, i) => probes[i]?.exitCode === 0).map((fs) => fs.mount);
+  // A fill file an earlier run left is removed before anything is written: its blocks are free
+  // space, not the guest's files (counted as files, a fill would look worthless).
+  const leftoverBytes = found.map((_, i) => {
+    const r = probes[i];
+    const m = r?.exitCode === 0 ? /^(\d+) (\d+)/.exec(r.stdout) : null;
+    return m ? Number(m[1]) * Number(m[2]) : undefined;
+  });
+  const filesystems = found.map((fs, i) => {
+    const bytes = Math.min(leftoverBytes[i] ?? 0, fs.usedBytes);
+    return bytes ? { ...fs, usedBytes: fs.usedBytes - bytes, availableBytes: fs.availableBytes + bytes } : fs;
+  });
+  const plan = decideZero(guest, filesystems, mode, reserve, host);
+  plan.leftovers = found.filter((_, i) => leftoverBytes[i] !== undefined).map((fs) => fs.mount);
   return plan;
 }
 

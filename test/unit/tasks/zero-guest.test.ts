@@ -234,11 +234,23 @@ describe("a fill that would give back too little", () => {
         kind: "skip",
         mount: "/data",
         reason:
-          "the images allocate 140 MiB for 100 MiB of files: a fill could give back at most 40 MiB, below the policy's thresholds",
+          "the images allocate 140 MiB for 100 MiB of files and 50 MiB the fill reserve keeps free: a fill could give back at most 0 B, below the policy's thresholds",
       },
     ]);
     expect(plan.fillBytes).toBe(0);
-    expect(plan.fillNotWorth).toMatch(/at most 40 MiB/);
+    expect(plan.fillNotWorth).toMatch(/at most 0 B/);
+  });
+
+  it("does not count what the reserve keeps free, which no fill zeroes (else every run fills and shuts down again)", () => {
+    // 100 MiB of files, 300 MiB allocated: 200 MiB of old data, but a 40% reserve keeps 400 MiB
+    // of the free space untouched, so a fill cannot reach it.
+    const big = { kind: "ratio" as const, ratio: 0.4 };
+    expect(
+      decideZero("vm", [fs("/data", false, 900)], "fill", big, { slack: slack(300) }).fillNotWorth,
+    ).toMatch(/400 MiB the fill reserve keeps free: a fill could give back at most 0 B/);
+    expect(
+      decideZero("vm", [fs("/data", false, 900)], "fill", reserve, { slack: slack(300) }).fillNotWorth,
+    ).toBe(undefined);
   });
 
   it("is planned while the image holds deleted data worth giving back", () => {
