@@ -16,6 +16,7 @@ import { type FileStatFact, fileStat } from "./file-stat.js";
 import { type FsFree, fsFree } from "./fs-free.js";
 import { type ImageInfo, imageInfoShared, imageProbe } from "./image-info.js";
 import { type ImageMeasure, imageMeasure } from "./image-measure.js";
+import { backingFilesIn, imageLocks } from "./image-users.js";
 import { leftoverNames } from "./leftovers.js";
 
 export interface DiskFacts {
@@ -34,6 +35,8 @@ export interface DiskFacts {
   worker?: WorkerState;
   /** A run that shut the image's guest down for it was interrupted before starting it again. */
   stoppedByReclaim?: boolean;
+  /** Images in the same directory whose backing file this is. */
+  overlays?: string[];
   /** A fact that could not be read: the disk is left alone and this is said. */
   error?: string;
 }
@@ -84,7 +87,7 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
   // Round 1: what is there, and is the image locked (its info comes with it when it is not);
   // per directory, its free space and the leftovers of interrupted rewrites.
   const first: Read[] = [];
-  const dirs = new Map<string, { free?: FsFree; leftovers?: Set<string> }>();
+  const dirs = new Map<string, { free?: FsFree; leftovers?: Set<string>; backing?: Map<string, string> }>();
   for (const path of unique) {
     const facts: DiskFacts = {
       path,
@@ -95,7 +98,7 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
     byPath.set(path, facts);
     const dir = imagePaths(path).dir;
     if (!dirs.has(dir)) {
-      const entry: { free?: FsFree; leftovers?: Set<string> } = {};
+      const entry: { free?: FsFree; leftovers?: Set<string>; backing?: Map<string, string> } = {};
       dirs.set(dir, entry);
       first.push(
         read(
@@ -108,6 +111,12 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
           leftoverNames,
           { dir },
           (v) => (entry.leftovers = v),
+          () => {},
+        ),
+        read(
+          backingFilesIn,
+          { dir },
+          (v) => (entry.backing = v),
           () => {},
         ),
       );
@@ -131,6 +140,7 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
   // Round 2: read-only info of locked images; the leftovers found, and whether a leftover
   // temporary image is in use (another runner converting right now).
   const second: Read[] = [];
+  const lockedByOthers = new Set<DiskFacts>();
   for (const facts of byPath.values()) {
     const p = imagePaths(facts.path);
     const dir = dirs.get(p.dir);
@@ -161,10 +171,32 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
       );
     if (listed(p.journal))
       second.push(read(fileContent, { path: p.journal }, (v) => (facts.journal = v), failed(facts)));
+    const overlays = [...(dir?.backing ?? [])].filter(([, b]) => b === facts.path).map(([f]) => f);
+    if (overlays.length > 0) facts.overlays = overlays;
+    // After round 1's probe, which takes these locks itself: now only other processes hold them.
+    if (facts.stat.exists && !facts.inUse)
+      second.push(
+        read(
+          imageLocks,
+          { path: facts.path },
+          (v) => {
+            if (v.held) lockedByOthers.add(facts);
+          },
+          () => {},
+        ),
+      );
     if (facts.inUse)
       second.push(read(imageInfoShared, { path: facts.path }, (v) => (facts.info = v), failed(facts)));
   }
   await runReads(transport, second);
+  for (const facts of lockedByOthers) {
+    // Our own detached conversion reads the image under those locks: that is no other user.
+    if (facts.worker?.state === "running") continue;
+    facts.inUse = {
+      message:
+        "another process has it open with QEMU's locks (a VM on an overlay whose backing file it is, say)",
+    };
+  }
 
   // Round 3: how large each rewritten image would be (needs the format and options from info).
   const third: Read[] = [];

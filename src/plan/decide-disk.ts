@@ -163,6 +163,13 @@ function decideAction({
         described,
       ),
     );
+  if (facts.overlays)
+    return withLeftovers(
+      skip(
+        `is the backing file of ${facts.overlays.join(", ")}: a VM on it would keep reading the old copy, and the space would not come back until it stops`,
+        described,
+      ),
+    );
   if (stat.links > 1)
     return withLeftovers(skip(`has ${stat.links} hard links; a rewrite would split them`, described));
   if (info.format !== "qcow2")

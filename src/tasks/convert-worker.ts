@@ -27,12 +27,15 @@ export const WORKER_BUSY_EXIT = 75;
 const START = `log=$1 exitf=$2; shift 2
 exec 9>>"$log" || exit 1
 flock -n 9 || { echo "a conversion of this image is already running on this host" >&2; exit ${WORKER_BUSY_EXIT}; }
-: > "$log" && rm -f -- "$exitf" "$exitf.new" || exit 1
+: > "$log" && rm -f -- "$exitf" || exit 1
+# The status file's blocks are taken now: on a filesystem the conversion filled up, writing the
+# status in place still works (a new file could not be made), and the cause is not lost.
+printf '%-8s\n' '' > "$exitf.new" || exit 1
 setsid -f sh -c 'log=$1 exitf=$2; shift 2
 printf "pid %s\\n" "$$" >> "$log"
 "$@" >> "$log" 2>&1
 rc=$?
-printf "%s\\n" "$rc" > "$exitf.new" && mv -f -- "$exitf.new" "$exitf"' reclaim "$log" "$exitf" "$@" </dev/null >/dev/null 2>&1`;
+printf "%-8s\\n" "$rc" 1<>"$exitf.new" && mv -f -- "$exitf.new" "$exitf"' reclaim "$log" "$exitf" "$@" </dev/null >/dev/null 2>&1`;
 
 export function startWorkerArgv(files: WorkerFiles, argv: readonly string[]): string[] {
   return shellScript(START, [files.log, files.exit, ...argv]);
@@ -107,7 +110,7 @@ export type WorkerState =
 export function parseWorkerState(stdout: string): WorkerState {
   const line = stdout.trim();
   if (line === "none" || line === "running" || line === "gone") return { state: line };
-  const exited = /^exit (\d+)$/.exec(line);
+  const exited = /^exit (\d+)\s*$/.exec(line);
   if (exited) return { state: "exited", code: Number(exited[1]) };
   throw new Error(`unexpected worker state: ${JSON.stringify(line.slice(0, 80))}`);
 }

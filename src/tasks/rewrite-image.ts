@@ -10,6 +10,7 @@ import type { ReclaimPolicy } from "../config/model.js";
 import { type DiskFacts, gatherDisksFacts } from "../facts/disk.js";
 import { gather } from "../facts/fact.js";
 import { fileStat } from "../facts/file-stat.js";
+import { fsFree } from "../facts/fs-free.js";
 import { imageInfoShared, imageProbe } from "../facts/image-info.js";
 import { identityOf, type Journal, sameIdentity } from "../image/journal.js";
 import { backupPath, imagePaths } from "../image/paths.js";
@@ -23,6 +24,7 @@ import {
   describeFailure,
   type Transport,
 } from "../transport/transport.js";
+import { convertFailureMessage } from "./convert-failure.js";
 import {
   parseWatchEnd,
   startWorkerArgv,
@@ -127,8 +129,10 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
   const doStep = async (step: Step): Promise<string | undefined> => {
     switch (step.kind) {
       case "remove-leftovers":
-        if (plan.leftovers.includes(paths.convertLog))
+        if (plan.leftovers.includes(paths.convertLog)) {
           await must(stopWorkerArgv(worker), { timeoutMs: 60_000 });
+          await must(cmd.removeArgv([`${paths.convertExit}.new`]));
+        }
         await must(cmd.removeArgv(plan.leftovers));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
@@ -143,7 +147,7 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
           if (started.exitCode === WORKER_BUSY_EXIT) throw new ConversionBusy(describeFailure(started));
           if (started.exitCode !== 0 || started.timedOut) throw new StepFailed(describeFailure(started));
         }
-        await watchConversion(worker, ctx, (percent) =>
+        await watchConversion(worker, ctx, { dir: paths.dir, estimate: plan.estimate }, (percent) =>
           ctx.emit({ type: "step-progress", disk, step: "convert", percent }),
         );
         return plan.convert.reattach ? "reattached to the conversion left running" : undefined;
@@ -170,7 +174,7 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
       case "finish-journal":
         await must(cmd.fsyncArgv(paths.dir));
         // The journal goes last: until it does, a re-run knows this rewrite was ours.
-        await must(cmd.removeArgv([paths.convertLog, paths.convertExit]));
+        await must(cmd.removeArgv([paths.convertLog, paths.convertExit, `${paths.convertExit}.new`]));
         await must(cmd.removeArgv([paths.journal]));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
@@ -276,6 +280,7 @@ async function checkStillSafe(plan: DiskPlan, transport: Transport): Promise<voi
 async function watchConversion(
   worker: WorkerFiles,
   ctx: TaskContext,
+  where: { dir: string; estimate: DiskPlan["estimate"] },
   onPercent: (percent: number) => void,
 ): Promise<void> {
   let watched: CommandResult;
@@ -298,11 +303,22 @@ async function watchConversion(
     throw new StepFailed(`following the conversion: ${describeFailure(watched)}`);
   }
   if (end.code === 0) return;
-  const tail = await ctx.transport.run({ argv: workerTailArgv(worker), timeoutMs: FACT_TIMEOUT_MS });
+  // What qemu-img said last, and the room left (read before the temporary image is removed):
+  // a conversion that filled the filesystem is told as such, with the numbers.
+  const [tail, space] = await Promise.all([
+    ctx.transport.run({ argv: workerTailArgv(worker), timeoutMs: FACT_TIMEOUT_MS }),
+    gather(ctx.transport, fsFree, { dir: where.dir }).catch(() => undefined),
+  ]);
+  const outOfSpace = convertFailureMessage({
+    stderr: tail.stdout,
+    ...(space ? { space } : {}),
+    ...(where.estimate ? { estimatedBytes: where.estimate.allocatedAfter } : {}),
+  });
+  if (outOfSpace) throw new StepFailed(outOfSpace);
   const detail = tail.stdout.trim().split("\n").join(" / ");
   throw new StepFailed(
     end.code === undefined
-      ? "the conversion ended without an exit status (killed, or the host restarted)"
+      ? `the conversion ended without an exit status (killed, or the host restarted)${detail ? `: ${detail}` : ""}`
       : `qemu-img convert exited with ${end.code}${detail ? `: ${detail}` : ""}`,
   );
 }
@@ -313,7 +329,13 @@ async function discardRewrite(transport: Transport, paths: ReturnType<typeof ima
     const worker = { log: paths.convertLog, exit: paths.convertExit };
     await transport.run({ argv: stopWorkerArgv(worker), timeoutMs: FACT_TIMEOUT_MS });
     await transport.run({
-      argv: cmd.removeArgv([paths.temp, paths.journal, paths.convertLog, paths.convertExit]),
+      argv: cmd.removeArgv([
+        paths.temp,
+        paths.journal,
+        paths.convertLog,
+        paths.convertExit,
+        `${paths.convertExit}.new`,
+      ]),
       timeoutMs: FACT_TIMEOUT_MS,
     });
   } catch {

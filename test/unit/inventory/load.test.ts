@@ -196,5 +196,6 @@ describe("loadInventory on damaged input", () => {
         }
       }
     },
+    60_000,
   );
 });
