@@ -362,7 +362,6 @@ describe.each<FsKind>(["ext4", "tmpfs"])("a %s filesystem that fills up during t
   }, 120_000);
 });
 
-
 // ---- 3. a read-only filesystem ----
 
 describe("an image on a read-only filesystem", { timeout: 60_000 }, () => {
