@@ -8,8 +8,8 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { BUILD_TOOLS } from "../src/demo/guest-artifacts.js";
-import { QEMU } from "../src/demo/guest-qemu-args.js";
 import { type HostTool, missingPackages } from "../src/demo/host-tools.js";
+import { VM_TOOLS } from "../src/demo/vm-demo.js";
 
 /**
  * libguestfs' appliance as the bench runs it: QEMU directly (no libvirtd), and software emulation
@@ -22,12 +22,7 @@ export const LIBGUESTFS_ENV = {
 } as const;
 
 const TOOLS: readonly HostTool[] = [
-  { program: QEMU, debianPackage: "qemu-system-x86" },
-  { program: "qemu-img", debianPackage: "qemu-utils" },
-  { program: "mkfs.ext4", debianPackage: "e2fsprogs" },
-  { program: "debugfs", debianPackage: "e2fsprogs" },
-  { program: "e2fsck", debianPackage: "e2fsprogs" },
-  { program: "ssh-keygen", debianPackage: "openssh-client" },
+  ...VM_TOOLS,
   { program: "virt-sparsify", debianPackage: "libguestfs-tools" },
   { program: "libguestfs-test-tool", debianPackage: "libguestfs-tools" },
   ...BUILD_TOOLS,

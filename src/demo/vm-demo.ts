@@ -39,7 +39,8 @@ const BOOT_TIMEOUT_MS = 120_000;
 const PORT_ATTEMPTS = 5;
 
 /** What the VM demo runs besides what building the guest needs (BUILD_TOOLS). */
-const VM_TOOLS: readonly HostTool[] = [
+/** What the VM demo runs on this machine, besides building the guest (BUILD_TOOLS). */
+export const VM_TOOLS: readonly HostTool[] = [
   { program: QEMU, debianPackage: "qemu-system-x86" },
   { program: "qemu-img", debianPackage: "qemu-utils" },
   { program: "mkfs.ext4", debianPackage: "e2fsprogs" },

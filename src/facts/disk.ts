@@ -6,7 +6,7 @@
 import { posix } from "node:path";
 import { qcow2CreateOptions } from "../image/create-options.js";
 import { imagePaths } from "../image/paths.js";
-import type { WorkerState } from "../tasks/convert-worker.js";
+import { type WorkerState, workerFilesOf } from "../tasks/convert-worker.js";
 import { runBatch } from "../transport/batch.js";
 import type { CommandResult, Transport } from "../transport/transport.js";
 import { convertWorker } from "./convert-worker.js";
@@ -161,14 +161,7 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
     // Only a listing can tell (no probe per image): without one, the marker is not looked for.
     if (dir?.leftovers?.has(posix.basename(p.stopped))) facts.stoppedByReclaim = true;
     if (dir?.leftovers?.has(posix.basename(p.convertLog)))
-      second.push(
-        read(
-          convertWorker,
-          { log: p.convertLog, exit: p.convertExit },
-          (v) => (facts.worker = v),
-          failed(facts),
-        ),
-      );
+      second.push(read(convertWorker, workerFilesOf(p), (v) => (facts.worker = v), failed(facts)));
     if (listed(p.journal))
       second.push(read(fileContent, { path: p.journal }, (v) => (facts.journal = v), failed(facts)));
     const overlays = [...(dir?.backing ?? [])].filter(([, b]) => b === facts.path).map(([f]) => f);

@@ -8,6 +8,7 @@
  * flock on the log file, so "is it still running?" has an answer that no reused pid can fake.
  * All of this is shell run with the data as positional parameters, never pasted into the script.
  */
+import type { ImagePaths } from "../image/paths.js";
 import { shellScript } from "../transport/quote.js";
 
 export interface WorkerFiles {
@@ -15,6 +16,16 @@ export interface WorkerFiles {
   log: string;
   /** The worker's exit status, written when it ends. */
   exit: string;
+}
+
+/** The worker files of an image (beside it: see image/paths.ts). */
+export function workerFilesOf(paths: Pick<ImagePaths, "convertLog" | "convertExit">): WorkerFiles {
+  return { log: paths.convertLog, exit: paths.convertExit };
+}
+
+/** Every file a worker may leave, its status being written included: what removing it removes. */
+export function workerFileNames(files: WorkerFiles): string[] {
+  return [files.log, files.exit, `${files.exit}.new`];
 }
 
 /** Exit status of the start script when a worker of this image is already running. */

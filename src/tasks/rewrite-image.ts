@@ -32,6 +32,8 @@ import {
   WORKER_BUSY_EXIT,
   type WorkerFiles,
   watchWorkerArgv,
+  workerFileNames,
+  workerFilesOf,
   workerTailArgv,
 } from "./convert-worker.js";
 import * as cmd from "./host-commands.js";
@@ -124,18 +126,21 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
   const writeJournal = (j: Journal) =>
     must(cmd.writeFileAtomicArgv(paths.journal), { stdin: `${JSON.stringify(j)}\n` });
   let swapped = plan.action === "cleanup";
-  const worker: WorkerFiles = { log: paths.convertLog, exit: paths.convertExit };
+  const worker = workerFilesOf(paths);
 
   const doStep = async (step: Step): Promise<string | undefined> => {
     switch (step.kind) {
-      case "remove-leftovers":
-        if (plan.leftovers.includes(paths.convertLog)) {
-          await must(stopWorkerArgv(worker), { timeoutMs: 60_000 });
-          await must(cmd.removeArgv([`${paths.convertExit}.new`]));
-        }
-        await must(cmd.removeArgv(plan.leftovers));
+      case "remove-leftovers": {
+        const workerLeft = plan.leftovers.includes(worker.log);
+        if (workerLeft) await must(stopWorkerArgv(worker), { timeoutMs: 60_000 });
+        // A worker's half-written status is named by no plan: it goes with the worker's files.
+        const files = workerLeft
+          ? [...new Set([...plan.leftovers, ...workerFileNames(worker)])]
+          : plan.leftovers;
+        await must(cmd.removeArgv(files));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
+      }
       case "convert": {
         if (!plan.convert || !journal) throw new StepFailed("the plan has no conversion details");
         if (!plan.convert.reattach) {
@@ -174,7 +179,7 @@ export async function applyRewrite(plan: DiskPlan, ctx: TaskContext): Promise<Di
       case "finish-journal":
         await must(cmd.fsyncArgv(paths.dir));
         // The journal goes last: until it does, a re-run knows this rewrite was ours.
-        await must(cmd.removeArgv([paths.convertLog, paths.convertExit, `${paths.convertExit}.new`]));
+        await must(cmd.removeArgv(workerFileNames(worker)));
         await must(cmd.removeArgv([paths.journal]));
         await must(cmd.fsyncArgv(paths.dir));
         return undefined;
@@ -326,16 +331,10 @@ async function watchConversion(
 /** Best effort: a failed rewrite leaves no worker, temporary image or journal behind. */
 async function discardRewrite(transport: Transport, paths: ReturnType<typeof imagePaths>): Promise<void> {
   try {
-    const worker = { log: paths.convertLog, exit: paths.convertExit };
+    const worker = workerFilesOf(paths);
     await transport.run({ argv: stopWorkerArgv(worker), timeoutMs: FACT_TIMEOUT_MS });
     await transport.run({
-      argv: cmd.removeArgv([
-        paths.temp,
-        paths.journal,
-        paths.convertLog,
-        paths.convertExit,
-        `${paths.convertExit}.new`,
-      ]),
+      argv: cmd.removeArgv([paths.temp, paths.journal, ...workerFileNames(worker)]),
       timeoutMs: FACT_TIMEOUT_MS,
     });
   } catch {
