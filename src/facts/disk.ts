@@ -182,6 +182,23 @@ export async function gatherDisksFacts(transport: Transport, paths: readonly str
       second.push(read(imageInfoShared, { path: facts.path }, (v) => (facts.info = v), failed(facts)));
   }
   await runReads(transport, second);
+  // A conversion of ours that ended between the temporary image's probe and the read of its
+  // status (one batch, read at once) leaves a stale "in use": its qemu-img had exited by the
+  // time the status was written. Probe those again.
+  const ended = [...byPath.values()].filter(
+    (f) => f.tempInUse && f.worker !== undefined && f.worker.state !== "running",
+  );
+  await runReads(
+    transport,
+    ended.map((facts) =>
+      read(
+        imageProbe,
+        { path: imagePaths(facts.path).temp },
+        (v) => (facts.tempInUse = v.inUse),
+        () => {},
+      ),
+    ),
+  );
   for (const facts of lockedByOthers) {
     // Our own detached conversion reads the image under those locks: that is no other user.
     if (facts.worker?.state === "running") continue;
